@@ -14,10 +14,13 @@ With N tokens, k active latents and d_sae ≫ k, the step needs only
 so everything but the encoder forward costs O(N·k·d_in) instead of O(N·d_sae·d_in) (the sparse decoder
 and encoder backward of EleutherAI sparsify, here in pure PyTorch ops that run on CPU and CUDA).
 
-The selection, the selected values and everything computed from them are bit-for-bit SAELens's: the
-dense pre-activations are computed with the same ops, so ``torch.topk`` sees the same tensor (ties
-included). Sums are taken in a different order (over k latents instead of d_sae), so the loss and the
-gradients equal SAELens's to float rounding (tested: relative error ≤ 1e-5 in float32).
+The dense pre-activations are computed with SAELens's ops in SAELens's order and ``torch.topk`` breaks ties
+alike. Two things differ, both at float rounding only (tested: relative error ≤ 1e-5 in float32): sums are
+taken over k latents instead of d_sae, and the training SAE stores W_enc latent-major (same [d_in, d_sae]
+values, strides (1, d_in)), so the encoder GEMM may round its last bit differently and the sparse backward
+hands ∂W_enc to autograd without a transpose. Gradient buffers are reused across steps on CPU
+(:func:`gradient_buffer`): PyTorch's CPU allocator gives large blocks back to the OS, and page-faulting a
+fresh 75 MB gradient costs as much as computing it.
 
 Decoder-norm rescaling (``rescale_acts_by_decoder_norm``, n_j = ‖W_dec,j‖): SAELens selects on
 h = H·n and decodes with the coefficient c = relu(h)/n. For n_j > 0, c = relu(H_nj)·(n_j/n_j), so
@@ -29,6 +32,7 @@ detached and skip the cancelling pair (the tests compare against SAELens's full 
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -78,6 +82,17 @@ class SparseTrainingConfig:
             )
 
 
+def is_latent_major(W_enc: torch.Tensor) -> bool:
+    """Whether the [d_in, d_sae] encoder is stored latent by latent (strides (1, d_in), as ``W_enc.T``
+    would be contiguous): the layout in which the sparse backward writes ∂W_enc without a transpose."""
+    return W_enc.stride() == (1, W_enc.shape[0])
+
+
+def latent_major(W_enc: torch.Tensor) -> torch.Tensor:
+    """The same [d_in, d_sae] values stored latent by latent (see :func:`is_latent_major`)."""
+    return W_enc.detach().T.contiguous().T
+
+
 class _SelectedPreactivations(torch.autograd.Function):
     """h_nj = s_nj · ((x_n − b) · W_enc[:, j] + b_enc[j]) for j = indices[n], with a sparse backward."""
 
@@ -109,7 +124,14 @@ class _SelectedPreactivations(torch.autograd.Function):
             if needs[4]:
                 grad_offset = -(W_enc @ latent_grad_sum)
         if needs[2]:
-            grad_W_enc = selected_outer_product(indices, grad_pre, centered_input, W_enc.shape[1]).T
+            d_in, d_sae = W_enc.shape
+            latent_major = is_latent_major(W_enc)
+            per_latent = selected_outer_product(
+                indices, grad_pre, centered_input, d_sae,
+                out=gradient_buffer(W_enc, (d_sae, d_in), "grad" if latent_major else "transposed"),
+            )  # fmt: skip
+            # ∂W_enc in W_enc's own layout, so that autograd adopts it without a copy
+            grad_W_enc = per_latent.T if latent_major else gradient_buffer(W_enc, (d_in, d_sae)).copy_(per_latent.T)
         if needs[6]:
             grad_scale = grad_h * (values / scale)
         return None, None, grad_W_enc, grad_b_enc, grad_offset, None, grad_scale
@@ -150,19 +172,73 @@ def selected_preactivations(
 
 
 def selected_outer_product(
-    indices: torch.Tensor, coefficients: torch.Tensor, rows: torch.Tensor, d_sae: int
+    indices: torch.Tensor,
+    coefficients: torch.Tensor,
+    rows: torch.Tensor,
+    d_sae: int,
+    *,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """[d_sae, d] matrix M with M_j = Σ_{n, i: indices[n, i] = j} coefficients[n, i] · rows[n].
 
-    The gradient of both sparse matrices of a TopK step (W_dec, and W_enc transposed), as one sparse
-    [d_sae, N] × dense [N, d] product: O(N·k·d) work and no [N, d_sae] tensor.
+    The gradient of both sparse matrices of a TopK step (W_dec, and W_enc transposed), as one CSR
+    [d_sae, N] × dense [N, d] product: O(N·k·d) work and no [N, d_sae] tensor. Written into ``out``
+    ([d_sae, d], contiguous; its old contents are ignored) when given.
     """
     n_rows, k = indices.shape
-    row_of = torch.arange(n_rows, device=indices.device).repeat_interleave(k)
-    sparse = torch.sparse_coo_tensor(
-        torch.stack([indices.reshape(-1), row_of]), coefficients.reshape(-1), (d_sae, n_rows), check_invariants=False
+    flat = indices.reshape(-1)
+    order = flat.argsort(stable=True)  # entries grouped by latent, rows ascending within a latent
+    row_pointers = torch.zeros(d_sae + 1, dtype=torch.long, device=indices.device)
+    torch.cumsum(torch.bincount(flat, minlength=d_sae), 0, out=row_pointers[1:])
+    sparse = torch.sparse_csr_tensor(
+        row_pointers, order // k, coefficients.reshape(-1)[order], (d_sae, n_rows), check_invariants=False
     )
-    return torch.sparse.mm(sparse, rows)
+    if out is None:
+        out = rows.new_empty(d_sae, rows.shape[1])
+    return torch.addmm(out, sparse, rows, beta=0, out=out)
+
+
+_GRADIENT_BUFFERS: dict[int, tuple[weakref.ref[torch.Tensor], dict[str, torch.Tensor]]] = {}
+"""id(parameter) → (weak reference to it, its buffers by slot); an entry goes when its parameter does."""
+_STORAGE_USE_COUNT = getattr(torch._C, "_storage_Use_Count", None)
+
+
+def _storage_users(tensor: torch.Tensor) -> int:
+    """References to ``tensor``'s storage (including the one this call makes to read it)."""
+    return _STORAGE_USE_COUNT(tensor.untyped_storage()._cdata)  # type: ignore[misc]
+
+
+_LONE_TENSOR_USERS = _storage_users(torch.empty(1)) if _STORAGE_USE_COUNT is not None else -1
+
+
+def gradient_buffer(parameter: torch.Tensor, shape: tuple[int, ...], slot: str = "grad") -> torch.Tensor:
+    """Memory for a new dense gradient of ``parameter``: its previous one when nothing else holds it.
+
+    A one-slot cache per parameter (on CPU only). PyTorch's CPU allocator returns big blocks to the OS, so
+    every fresh [d_sae, d_in] gradient pays its page faults again (≈ 60 ms for 75 MB on this machine, as
+    long as the whole sparse product); CUDA's caching allocator needs no help. The buffer is reused only
+    when its storage has no user but the cache (the optimiser's ``zero_grad()`` released it), never while
+    ``parameter.grad`` or anyone else still refers to it. Returns a fresh view, which autograd's gradient
+    accumulation adopts without a copy. ``slot`` names further scratch buffers kept for the same parameter.
+    """
+    key = id(parameter)
+    entry = _GRADIENT_BUFFERS.get(key)
+    if entry is None or entry[0]() is not parameter:
+        entry = (weakref.ref(parameter, lambda _: _GRADIENT_BUFFERS.pop(key, None)), {})
+    cached = entry[1].get(slot)
+    reusable = (
+        cached is not None
+        and cached.shape == shape
+        and cached.dtype == parameter.dtype
+        and cached.device == parameter.device
+        and _storage_users(cached) == _LONE_TENSOR_USERS
+    )
+    if not reusable:
+        cached = parameter.new_empty(shape)
+        if parameter.device.type == "cpu" and _storage_users(cached) == _LONE_TENSOR_USERS:
+            entry[1][slot] = cached
+            _GRADIENT_BUFFERS[key] = entry
+    return cached.view(shape)  # type: ignore[union-attr]
 
 
 class _SparseDecode(torch.autograd.Function):
@@ -182,7 +258,9 @@ class _SparseDecode(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             grad_coefficients = _rowwise_dots(indices, W_dec, grad_out)
         if ctx.needs_input_grad[2]:
-            grad_W_dec = selected_outer_product(indices, coefficients, grad_out, W_dec.shape[0])
+            grad_W_dec = selected_outer_product(
+                indices, coefficients, grad_out, W_dec.shape[0], out=gradient_buffer(W_dec, W_dec.shape)
+            )
         return None, grad_coefficients, grad_W_dec
 
 
@@ -366,6 +444,12 @@ def sparse_topk_aux_reconstruction(encoding: SparseTopKEncoding, W_dec: torch.Te
     return sparse_decode(encoding.aux_indices, coefficients, W_dec)
 
 
+def _make_contiguous(state_dict: dict[str, Any]) -> None:
+    for name, value in state_dict.items():
+        if isinstance(value, torch.Tensor) and not value.is_contiguous():
+            state_dict[name] = value.contiguous()
+
+
 class SparseTopKTrainingMixin:
     """Sparse ``training_forward_pass`` for a SAELens TopK-family training SAE.
 
@@ -383,6 +467,22 @@ class SparseTopKTrainingMixin:
     """
 
     cfg: Any
+
+    def initialize_weights(self) -> None:
+        """SAELens's initialisation; then, where the sparse path trains, W_enc is stored latent by latent
+        (same values; :func:`is_latent_major`) so the sparse backward hands ∂W_enc over without a transpose."""
+        super().initialize_weights()  # type: ignore[misc]
+        sae: Any = self
+        if use_sparse_training(sae.cfg.sparse_training, sae.cfg.d_sae, sae.cfg.k):
+            sae.W_enc = torch.nn.Parameter(latent_major(sae.W_enc))
+
+    def process_state_dict_for_saving(self, state_dict: dict[str, Any]) -> None:
+        super().process_state_dict_for_saving(state_dict)  # type: ignore[misc]
+        _make_contiguous(state_dict)  # safetensors stores contiguous tensors only
+
+    def process_state_dict_for_saving_inference(self, state_dict: dict[str, Any]) -> None:
+        super().process_state_dict_for_saving_inference(state_dict)  # type: ignore[misc]
+        _make_contiguous(state_dict)
 
     def sparse_training_active(self, sae_in: torch.Tensor) -> bool:
         """Whether this step takes the sparse path (see the class docstring for the fall-backs)."""
