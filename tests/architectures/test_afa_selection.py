@@ -7,7 +7,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wsae_lens.architectures.afa_selection import fast_afa_selection, full_sort_afa_selection
+from wsae_lens.architectures.afa_selection import (
+    SELECTION_BLOCK,
+    fast_afa_selection,
+    full_sort_afa_selection,
+    top_values,
+)
 
 
 def assert_same_selection(scores: torch.Tensor, target: torch.Tensor, candidates: int) -> None:
@@ -95,6 +100,26 @@ def test_fast_equals_full_sort_on_random_inputs(batch, d_sae, candidates, quanti
         assert gap64(scores[j], target[j].item(), reference_k[j].item()) <= gap64(
             scores[j], target[j].item(), brute_k
         ) + 1e-5 * (1 + target[j].item())
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    batch=st.integers(1, 5),
+    blocks=st.integers(1, 200),
+    m=st.integers(1, 60),
+    levels=st.sampled_from([0, 2, 5]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_blocked_top_values_equal_sorted_topk(batch, blocks, m, levels, seed):
+    """The block-maxima shortcut returns exactly the m largest values (ties and block boundaries included)."""
+    d = blocks * SELECTION_BLOCK
+    m = min(m, d)
+    generator = torch.Generator().manual_seed(seed)
+    rows = torch.rand(batch, d, generator=generator)
+    if levels:  # few distinct values: ties everywhere, including across the chosen blocks' boundary
+        rows = (rows * levels).floor()
+    expected = torch.topk(rows, m, dim=-1).values
+    assert torch.equal(top_values(rows, m), expected)
 
 
 def test_large_batch_wide_dictionary():

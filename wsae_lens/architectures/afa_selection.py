@@ -95,6 +95,28 @@ def full_sort_afa_selection(scores: torch.Tensor, target_norm: torch.Tensor) -> 
     return AFASelection(k=k, mask=mask)
 
 
+SELECTION_BLOCK = 4
+"""Latents per block in :func:`top_values` (4 measured fastest at d_sae 24,576, m ≈ 700)."""
+
+
+def top_values(rows: torch.Tensor, m: int) -> torch.Tensor:
+    """The m largest values of each row, sorted descending: [batch, m].
+
+    Where m ≤ d / (4 · SELECTION_BLOCK), the row is cut into blocks of ``SELECTION_BLOCK`` consecutive
+    latents and ``torch.topk`` runs over the block maxima and then over the m blocks with the largest
+    maxima, not over all d values. Exact (as a multiset, i.e. as sorted values): those m blocks hold at
+    least m values ≥ β, the smallest of their maxima, and every value outside them is ≤ β.
+    """
+    batch, d = rows.shape
+    if d % SELECTION_BLOCK or m * 4 * SELECTION_BLOCK > d:
+        return torch.topk(rows, m, dim=-1, sorted=False).values.sort(dim=-1, descending=True).values
+    blocks = rows.reshape(batch, d // SELECTION_BLOCK, SELECTION_BLOCK)
+    block_max = torch.nn.functional.max_pool1d(rows.reshape(batch, 1, d), SELECTION_BLOCK).squeeze(1)
+    chosen = torch.topk(block_max, m, dim=-1, sorted=False).indices
+    candidates = blocks.gather(1, chosen.unsqueeze(-1).expand(-1, -1, SELECTION_BLOCK)).reshape(batch, -1)
+    return torch.topk(candidates, m, dim=-1, sorted=False).values.sort(dim=-1, descending=True).values
+
+
 def fast_afa_selection(scores: torch.Tensor, target_norm: torch.Tensor, candidates: int = 256) -> AFASelection:
     """Top-AFA rule without a full sort; returns exactly :func:`full_sort_afa_selection`'s result.
 
@@ -113,8 +135,7 @@ def fast_afa_selection(scores: torch.Tensor, target_norm: torch.Tensor, candidat
     m = candidates
     while pending.numel() > 0 and m <= d_sae // 4:  # wider than d_sae/4, a top-m costs about a full sort
         rows = scores if pending.numel() == batch else scores[pending]
-        # unsorted top-m (a selection, O(d_sae)) then a sort of the m values: cheaper than topk(sorted=True)
-        top = torch.topk(rows, m, dim=-1, sorted=False).values.sort(dim=-1, descending=True).values
+        top = top_values(rows, m)
         cumulative_norm = _cumulative_norm(top)
         reached = cumulative_norm[:, -1] >= target_norm[pending]
         if reached.any():
