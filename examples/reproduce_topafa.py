@@ -1,103 +1,96 @@
-"""Top-AFA vs TopK over a k sweep (arXiv 2503.24277), trained by SAELens's runner on the same data and budget.
+"""Top-AFA vs TopK over a k sweep (arXiv 2503.24277) on the embedded SmolLM2-135M, same data and budget.
 
-Until the embedded real model lands (issue 5) this runs on the tiny offline model of tests/conftest.py
-(a 1-layer, d_model 16 HookedTransformer with random weights over UTF-8 bytes of CPython's pydoc text),
-residual stream after block 0. Every SAE sees the same token stream, budget, lr and seed; evaluation is on
-held-out sequences. Prints NMSE and L0 per configuration, then the AFA (ZF) summary of each SAE, and writes
-ZF plots to docs/. Run from the repository root:
+Residual stream after the middle block (``blocks.15.hook_resid_post``, d_in 576) of the embedded
+SmolLM2-135M over the embedded corpus (offline-assets.md). Activations are cached once with SAELens's
+``CacheActivationsRunner`` and every SAE is trained from that cache by SAELens's runner with the same
+seed, initial weights, token budget, batch order and lr (:mod:`wsae_lens.pipeline.comparison`). Evaluation
+is on held-out rows (special tokens left out). Prints NMSE and L0 per configuration, then the AFA (ZF)
+summary of each SAE, and writes ZF plots to docs/. Run from the repository root:
 
-    .venv/bin/python examples/reproduce_topafa.py     # about 8 minutes on a busy 2-core machine
+    .venv/bin/python examples/reproduce_topafa.py      # about 15 minutes on a 2-core CPU
+    .venv/bin/python examples/reproduce_topafa.py --training-tokens 20480 --ks 32   # a quick look
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
+from sae_lens import SAE
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from sae_lens import LanguageModelSAERunnerConfig, LanguageModelSAETrainingRunner  # noqa: E402
-
-from tests.conftest import CONTEXT_SIZE, byte_tokenised_text, tiny_byte_transformer  # noqa: E402
-from wsae_lens.diagnostics.afa import afa_token_metrics, zf_plot  # noqa: E402
-
-HOOK = "blocks.0.hook_resid_post"
-D_IN = 16
-
-
-def runner_config(sae: dict, training_tokens: int, output: Path, seed: int) -> LanguageModelSAERunnerConfig:
-    return LanguageModelSAERunnerConfig.from_dict(
-        {
-            "sae": {"d_in": D_IN, **sae},
-            "model_name": "tiny-byte-transformer",
-            "hook_name": HOOK,
-            "dataset_path": "pydoc-topics-bytes",
-            "is_dataset_tokenized": True,
-            "streaming": False,
-            "context_size": CONTEXT_SIZE,
-            "prepend_bos": False,
-            "training_tokens": training_tokens,
-            "train_batch_size_tokens": 256,
-            "store_batch_size_prompts": 16,
-            "n_batches_in_buffer": 16,
-            "lr": 1e-3,
-            "seed": seed,
-            "logger": {"log_to_wandb": False},
-            "checkpoint_path": str(output / "checkpoints"),
-            "output_path": str(output / "sae"),
-            "n_checkpoints": 0,
-            "exclude_special_tokens": False,
-            "verbose": False,
-        }
-    )
+from wsae_lens.diagnostics.afa import afa_token_metrics, zf_plot
+from wsae_lens.pipeline.caching import cache_activations, cache_config
+from wsae_lens.pipeline.comparison import (
+    ComparisonConfig,
+    hook_activation_batches,
+    runner_config_dict,
+    special_token_ids,
+    train_from_cache,
+)
+from wsae_lens.pipeline.loading import load_language_model, load_text_dataset
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--d-sae", type=int, default=128)
-    parser.add_argument("--training-tokens", type=int, default=60_000)
-    parser.add_argument("--ks", type=int, nargs="+", default=[4, 8, 16, 32])
+    parser.add_argument("--training-tokens", type=int, default=204_800, help="cached once, read by every SAE")
+    parser.add_argument("--expansion-factor", type=int, default=8)
+    parser.add_argument("--ks", type=int, nargs="+", default=[16, 32, 64, 128])
     parser.add_argument("--afa-coefficients", type=float, nargs="+", default=[1 / 32, 1 / 16])
+    parser.add_argument("--held-out-rows", type=int, default=32, help="rows of 128 tokens for evaluation")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plots", type=Path, default=Path("docs"))
     args = parser.parse_args()
-    torch.manual_seed(args.seed)
 
-    sequences = byte_tokenised_text(n_sequences=1400)
-    train_data = sequences.select(range(1200))
-    model = tiny_byte_transformer()
-    with torch.no_grad():
-        held_out_tokens = torch.as_tensor(sequences[1200:]["input_ids"])
-        _, cache = model.run_with_cache(held_out_tokens, names_filter=HOOK)
-    held_out = cache[HOOK].reshape(-1, D_IN)
+    cfg = ComparisonConfig(training_tokens=args.training_tokens, expansion_factor=args.expansion_factor, seed=args.seed)
+    model = load_language_model(cfg.model_name)
+    layer = model.cfg.n_layers // 2
+    hook_name, d_in = f"blocks.{layer}.hook_resid_post", model.cfg.d_model
+    dataset = load_text_dataset(cfg.dataset_path, model.tokenizer, context_size=cfg.context_size, streaming=False,
+                                seed=cfg.seed)
+    shard_tokens = cfg.model_batch_size * cfg.context_size * 8
+    cached_tokens = min(cfg.training_tokens, (len(dataset) - args.held_out_rows) * cfg.context_size)
+    cached_tokens = cached_tokens // shard_tokens * shard_tokens
+    train_rows = dataset.select(range(cached_tokens // cfg.context_size))
+    held_out_rows = dataset.select(range(len(dataset) - args.held_out_rows, len(dataset)))
+    special = special_token_ids(model.tokenizer)
+    held_out = torch.cat([acts for acts, _ in hook_activation_batches(model, held_out_rows, hook_name, layer, special)])
 
-    configurations = [(f"topk k={k}", {"architecture": "topk", "k": k}) for k in args.ks]
+    configurations = [(f"topk k={k}", "topk", {"k": k}) for k in args.ks]
     configurations += [
-        (f"topafa λ=1/{round(1 / c)}", {"architecture": "topafa", "afa_coefficient": c}) for c in args.afa_coefficients
+        (f"topafa λ=1/{round(1 / c)}", "topafa", {"afa_coefficient": c}) for c in args.afa_coefficients
     ]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, sae_fields in configurations:
-            torch.manual_seed(args.seed)
-            cfg = runner_config({**sae_fields, "d_sae": args.d_sae}, args.training_tokens, Path(tmp) / name, args.seed)
-            sae = LanguageModelSAETrainingRunner(cfg, override_model=model, override_dataset=train_data).run()
+        cache_dir = Path(tmp) / "activations"
+        cache_activations(
+            cache_config(model_name=cfg.model_name, dataset_path=cfg.dataset_path, hook_name=hook_name, d_in=d_in,
+                         tokens=cached_tokens, context_size=cfg.context_size, output_dir=cache_dir,
+                         model_batch_size=cfg.model_batch_size, seed=cfg.seed),
+            model=model, dataset=train_rows,
+        )  # fmt: skip
+        for name, architecture, fields in configurations:
+            path = Path(tmp) / "saes" / name.replace(" ", "_")
+            cfg_dict = runner_config_dict(replace(cfg, k=fields.get("k", cfg.k)), architecture, hook_name, d_in,
+                                          cache_dir, path, cached_tokens)
+            cfg_dict["sae"].update(fields)
+            train_from_cache(cfg_dict, model, train_rows, cfg.seed)
+            sae = SAE.load_from_disk(path)
             sae.eval()
             metrics = afa_token_metrics(sae, held_out)
             rows.append((name, metrics))
-            if name.startswith("topafa") or name == "topk k=8":
+            if architecture == "topafa" or name == "topk k=32":
                 slug = name.replace(" ", "_").replace("=", "").replace("λ", "lambda").replace("/", "-")
-                zf_plot(metrics, args.plots / f"zf_tiny_{slug}.png", title=f"{name} (tiny model, held-out tokens)")
+                zf_plot(metrics, args.plots / f"zf_smollm2_{slug}.png", title=f"{name} (SmolLM2-135M, held-out tokens)")
 
-    print(f"\ntiny offline model, {HOOK}, d_in {D_IN}, d_sae {args.d_sae}, {args.training_tokens} training tokens, "
-          f"{held_out.shape[0]} held-out tokens, seed {args.seed}")
+    print(f"\nSmolLM2-135M {hook_name}, d_in {d_in}, d_sae {d_in * cfg.expansion_factor}, {cached_tokens} training "
+          f"tokens, {held_out.shape[0]} held-out tokens, seed {cfg.seed}")
     print(f"{'configuration':<18}{'NMSE':>9}{'L0 mean':>9}{'L0 median':>11}")
     for name, metrics in rows:
         total_nmse = (metrics.nmse * metrics.dense_norm.square()).sum() / metrics.dense_norm.square().sum()
-        print(f"{name:<18}{total_nmse.item():>9.4f}{metrics.l0.float().mean().item():>9.2f}"
+        print(f"{name:<18}{total_nmse.item():>9.4f}{metrics.l0.float().mean().item():>9.1f}"
               f"{metrics.l0.float().median().item():>11.0f}")
     print("(NMSE = Σ‖z − ẑ‖² / Σ‖z‖² over held-out tokens)\n")
     print(f"{'configuration':<18}{'median ‖f̃‖/‖z‖':>17}{'q05':>8}{'q95':>8}{'over':>8}{'under':>8}{'med ε_LBO':>11}")
@@ -105,7 +98,7 @@ def main() -> None:
         s = metrics.summary()
         print(f"{name:<18}{s.median_ratio:>17.3f}{s.ratio_quantiles[0.05]:>8.3f}{s.ratio_quantiles[0.95]:>8.3f}"
               f"{s.share_over_activated:>8.1%}{s.share_under_activated:>8.1%}{s.median_eps_lbo:>11.4f}")
-    print(f"\nZF plots written to {args.plots}/zf_tiny_*.png")
+    print(f"\nZF plots written to {args.plots}/zf_smollm2_*.png")
 
 
 if __name__ == "__main__":

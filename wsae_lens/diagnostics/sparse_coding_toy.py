@@ -79,13 +79,16 @@ def train_on_toy(
     batch_size: int = 1024,
     lr: float = 3e-4,
     data_seed: int = 0,
+    lr_decay_steps: int = 0,
 ) -> TrainingSAE[Any]:
-    """Train ``sae`` with SAELens's own :class:`SAETrainer` (Adam, grad clip 1, constant lr) on the toy."""
+    """Train ``sae`` with SAELens's own :class:`SAETrainer` (Adam, grad clip 1) on the toy: constant lr,
+    then SAELens's linear decay to 0 over the last ``lr_decay_steps`` steps."""
     trainer_cfg = SAETrainerConfig(
         total_training_samples=n_steps * batch_size,
         train_batch_size_samples=batch_size,
         lr=lr,
         lr_end=lr,
+        lr_decay_steps=lr_decay_steps,
         logger=LoggingConfig(log_to_wandb=False),
     )
     return SAETrainer(trainer_cfg, sae, toy.batches(batch_size, data_seed)).fit()
