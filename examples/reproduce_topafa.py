@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -73,9 +72,8 @@ def main() -> None:
         )  # fmt: skip
         for name, architecture, fields in configurations:
             path = Path(tmp) / "saes" / name.replace(" ", "_")
-            cfg_dict = runner_config_dict(replace(cfg, k=fields.get("k", cfg.k)), architecture, hook_name, d_in,
-                                          cache_dir, path, cached_tokens)
-            cfg_dict["sae"].update(fields)
+            cfg_dict = runner_config_dict(cfg, architecture, hook_name, d_in, cache_dir, path, cached_tokens)
+            cfg_dict["sae"].update(fields)  # k for TopK, λ_AFA for top-AFA
             train_from_cache(cfg_dict, model, train_rows, cfg.seed)
             sae = SAE.load_from_disk(path)
             sae.eval()

@@ -108,12 +108,12 @@ def top_values(rows: torch.Tensor, m: int) -> torch.Tensor:
     least m values ≥ β, the smallest of their maxima, and every value outside them is ≤ β.
     """
     batch, d = rows.shape
-    if d % SELECTION_BLOCK or m * 4 * SELECTION_BLOCK > d:
-        return torch.topk(rows, m, dim=-1, sorted=False).values.sort(dim=-1, descending=True).values
-    blocks = rows.reshape(batch, d // SELECTION_BLOCK, SELECTION_BLOCK)
-    block_max = torch.nn.functional.max_pool1d(rows.reshape(batch, 1, d), SELECTION_BLOCK).squeeze(1)
-    chosen = torch.topk(block_max, m, dim=-1, sorted=False).indices
-    candidates = blocks.gather(1, chosen.unsqueeze(-1).expand(-1, -1, SELECTION_BLOCK)).reshape(batch, -1)
+    candidates = rows
+    if d % SELECTION_BLOCK == 0 and m * 4 * SELECTION_BLOCK <= d:
+        block_max = torch.nn.functional.max_pool1d(rows.reshape(batch, 1, d), SELECTION_BLOCK).squeeze(1)
+        chosen = torch.topk(block_max, m, dim=-1, sorted=False).indices
+        blocks = rows.reshape(batch, d // SELECTION_BLOCK, SELECTION_BLOCK)
+        candidates = blocks.gather(1, chosen.unsqueeze(-1).expand(-1, -1, SELECTION_BLOCK)).reshape(batch, -1)
     return torch.topk(candidates, m, dim=-1, sorted=False).values.sort(dim=-1, descending=True).values
 
 
