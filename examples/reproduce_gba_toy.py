@@ -7,6 +7,8 @@ the decoder rows against V is printed as mean ± std over seeds next to the publ
 
     python examples/reproduce_gba_toy.py                # 3 seeds, the defaults below
     python examples/reproduce_gba_toy.py --seeds 0 --steps 1000 --update-interval 10   # a quick look
+    python examples/reproduce_gba_toy.py --only GBA --gba-option tied_weights=false   # a GBA variant
+    python examples/reproduce_gba_toy.py --only GBA --start-at-truth   # does training keep the true V?
 
 Choices: width 2,048 (16n), batch 512, 2,000 steps, Adam lr 1e-2 decayed linearly to 0 over the last 600
 steps (SAELens's ``lr_decay_steps``), T = 10 (the paper's 50 gives only 40 bias updates in this budget);
@@ -18,6 +20,7 @@ Results depend on float rounding (e.g. the thread count) at the level of a few f
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -26,7 +29,7 @@ from typing import Any
 
 import torch
 from sae_lens import TopKTrainingSAEConfig
-from sae_lens.saes.sae import TrainingSAEConfig
+from sae_lens.saes.sae import TrainingSAE, TrainingSAEConfig
 
 import wsae_lens  # noqa: F401  (registers "gba")
 from wsae_lens import GBATrainingSAEConfig
@@ -42,11 +45,14 @@ PUBLISHED = {  # FRR(0.8), FRR(0.9) in %, arXiv 2506.14002 (imbalanced toy)
 }
 
 
-def model_configs(d_in: int, d_sae: int, update_interval: int = 50) -> dict[str, TrainingSAEConfig]:
-    """The compared SAEs, all of width ``d_sae``; the (G)BA ones update their biases every ``update_interval``."""
+def model_configs(
+    d_in: int, d_sae: int, update_interval: int = 50, gba_options: dict[str, Any] | None = None
+) -> dict[str, TrainingSAEConfig]:
+    """The compared SAEs, all of width ``d_sae``; the (G)BA ones update their biases every ``update_interval``;
+    ``gba_options`` are extra :class:`GBATrainingSAEConfig` fields of the "GBA" model (e.g. ``n_groups``)."""
     t = update_interval
     return {
-        "GBA": GBATrainingSAEConfig(d_in=d_in, d_sae=d_sae, update_interval=t),
+        "GBA": GBATrainingSAEConfig(d_in=d_in, d_sae=d_sae, update_interval=t, **(gba_options or {})),
         "TopK k=20": TopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=20),
         "TopK k=30": TopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=30),
         "TopK k=50": TopKTrainingSAEConfig(d_in=d_in, d_sae=d_sae, k=50),
@@ -68,18 +74,25 @@ def run(
     update_interval: int,
     only: list[str] | None,
     lr_decay_steps: int = 0,
+    gba_options: dict[str, Any] | None = None,
+    start_at_truth: bool = False,
 ) -> dict[str, Any]:
-    """Train every model on every seed's toy; returns {model: {tau: [FRR per seed]}}."""
+    """Train every model on every seed's toy; returns {model: {tau: [FRR per seed]}}.
+
+    ``start_at_truth`` (a diagnostic) sets the first n decoder rows (and encoder columns) of every model
+    to the true features V before training, so the FRR shows whether training keeps or leaves them.
+    """
     results: dict[str, dict[float, list[float]]] = {}
     for seed in seeds:
         toy = SparseCodingToy(n_features=128, d=42, sparsities=(3, 20), seed=seed)
-        for name, cfg in model_configs(toy.d, d_sae, update_interval).items():
+        for name, cfg in model_configs(toy.d, d_sae, update_interval, gba_options).items():
             if only and name not in only:
                 continue
             start = time.perf_counter()
-            sae = train_on_toy(
-                make_toy_sae(cfg, seed), toy, steps, batch_size, lr, data_seed=seed, lr_decay_steps=lr_decay_steps
-            )
+            sae = make_toy_sae(cfg, seed)
+            if start_at_truth:
+                set_first_directions(sae, toy.true_directions)
+            sae = train_on_toy(sae, toy, steps, batch_size, lr, data_seed=seed, lr_decay_steps=lr_decay_steps)
             frr = toy_recovery(sae, toy)
             for tau, value in frr.items():
                 results.setdefault(name, {}).setdefault(tau, []).append(value)
@@ -89,6 +102,31 @@ def run(
                 flush=True,
             )
     return results
+
+
+@torch.no_grad()
+def set_first_directions(sae: TrainingSAE[Any], directions: torch.Tensor) -> None:
+    """Overwrite the first len(directions) decoder rows (and encoder columns, when the SAE has its own
+    ``W_enc``) with ``directions`` [n, d_in]; the rest of the SAE keeps its initialisation."""
+    n = directions.shape[0]
+    sae.W_dec.data[:n] = directions.to(sae.W_dec.dtype) * sae.W_dec.data[:n].norm(dim=1, keepdim=True)
+    if isinstance(getattr(sae, "W_enc", None), torch.nn.Parameter):
+        sae.W_enc.data[:, :n] = directions.T.to(sae.W_enc.dtype) * sae.W_enc.data[:, :n].norm(dim=0, keepdim=True)
+
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """``["n_groups=20", "tied_weights=false"]`` → ``{"n_groups": 20, "tied_weights": False}`` (JSON values,
+    bare words as strings)."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--gba-option expects FIELD=VALUE (e.g. n_groups=20), got {pair!r}.")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
 
 
 def _mean_std(values: list[float]) -> str:
@@ -137,12 +175,25 @@ def main() -> None:
     parser.add_argument("--update-interval", type=int, default=10, help="T of the (G)BA models (paper: 50)")
     parser.add_argument("--lr-decay-steps", type=int, default=600, help="linear lr decay to 0 over the last steps")
     parser.add_argument("--only", nargs="*", default=None, help="model names to run (default: all)")
+    parser.add_argument(
+        "--gba-option", action="append", default=[], metavar="FIELD=VALUE",
+        help="extra GBATrainingSAEConfig field of the GBA model, repeatable (e.g. n_groups=20 tied_weights=false)",
+    )
+    parser.add_argument(
+        "--start-at-truth", action="store_true",
+        help="diagnostic: start every model with its first 128 directions at the true features",
+    )
     parser.add_argument("--plot", default="docs/gba_toy.png", help='PNG path ("" for none)')
     parser.add_argument("--json", type=Path, default=None, help="also write the raw FRRs here")
     args = parser.parse_args()
     torch.set_num_threads(min(torch.get_num_threads(), 2))
+    gba_options = parse_options(args.gba_option)
+    known = {field.name for field in dataclasses.fields(GBATrainingSAEConfig)}
+    if unknown := sorted(set(gba_options) - known):
+        parser.error(f"--gba-option: {unknown} not GBATrainingSAEConfig fields (e.g. n_groups, tied_weights, freq_high).")
     results = run(
-        args.seeds, args.steps, args.batch_size, args.lr, args.d_sae, args.update_interval, args.only, args.lr_decay_steps
+        args.seeds, args.steps, args.batch_size, args.lr, args.d_sae, args.update_interval, args.only,
+        args.lr_decay_steps, gba_options, args.start_at_truth,
     )
     print_table(results)
     if args.json:

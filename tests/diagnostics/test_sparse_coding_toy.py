@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+from sae_lens import TopKTrainingSAEConfig
 
-from wsae_lens.diagnostics.sparse_coding_toy import SparseCodingToy, sparse_codes
+from wsae_lens.diagnostics.sparse_coding_toy import (
+    SparseCodingToy,
+    make_toy_sae,
+    sparse_codes,
+    toy_recovery,
+    train_on_toy,
+)
 
 
 def test_codes_are_nonnegative_with_exact_half_and_half_sparsity():
@@ -29,3 +36,13 @@ def test_toy_is_reproducible_unit_scale_with_unit_features():
 def test_bad_sparsity_is_rejected():
     with pytest.raises(ValueError, match="sparsity"):
         sparse_codes(10, 8, (3, 9), torch.Generator())
+
+
+def test_topk_recovers_every_feature_of_a_3_sparse_toy():
+    """Sanity check of toy + trainer + FRR: with k equal to the true sparsity, SAELens's TopK recovers
+    every feature (measured FRR(0.9) = 1.000 at seed 0, one thread). Contrast: on the imbalanced toy TopK
+    k = 20 stays below 0.07 at τ = 0.8 (README, "Group bias adaptation")."""
+    toy = SparseCodingToy(n_features=128, d=42, sparsities=(3,), seed=0)
+    sae = make_toy_sae(TopKTrainingSAEConfig(d_in=42, d_sae=256, k=3), seed=0)
+    sae = train_on_toy(sae, toy, n_steps=1000, batch_size=512, lr=3e-3, data_seed=0, lr_decay_steps=300)
+    assert toy_recovery(sae, toy)[0.9] >= 0.95

@@ -1,0 +1,43 @@
+"""The options of examples/reproduce_gba_toy.py that the README's commands use."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "reproduce_gba_toy.py"
+
+
+@pytest.fixture(scope="module")
+def example():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("reproduce_gba_toy", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_start_at_truth_puts_the_true_features_in_every_model(example):
+    # lr ≈ 0: the models keep their starting directions, so every true feature is found exactly
+    results = example.run([0], steps=2, batch_size=64, lr=1e-12, d_sae=256, update_interval=10,
+                          only=["GBA", "TopK k=20"], start_at_truth=True)
+    assert results["GBA"][0.9] == [1.0] and results["TopK k=20"][0.9] == [1.0]
+    cold = example.run([0], steps=2, batch_size=64, lr=1e-12, d_sae=256, update_interval=10, only=["GBA"])
+    assert cold["GBA"][0.9][0] < 0.2  # random unit directions in d = 42
+
+
+def test_gba_options_reach_the_gba_config_only(example):
+    configs = example.model_configs(42, 256, 10, example.parse_options(["n_groups=20", "tied_weights=false"]))
+    assert configs["GBA"].n_groups == 20 and configs["GBA"].tied_weights is False
+    assert configs["BA (1 group)"].n_groups == 1 and configs["BA (1 group)"].tied_weights is True
+
+
+def test_bad_gba_options_are_refused_by_name(example, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["reproduce_gba_toy.py", "--gba-option", "n_grups=20"])
+    with pytest.raises(SystemExit):
+        example.main()
+    assert "n_grups" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="FIELD=VALUE"):
+        example.parse_options(["n_groups"])
