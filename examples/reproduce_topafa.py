@@ -21,13 +21,14 @@ import torch
 from sae_lens import SAE
 
 from wsae_lens.diagnostics.afa import afa_token_metrics, zf_plot
-from wsae_lens.pipeline.caching import cache_activations, cache_config
 from wsae_lens.pipeline.comparison import (
     ComparisonConfig,
+    cache_training_rows,
     hook_activation_batches,
     runner_config_dict,
     special_token_ids,
     train_from_cache,
+    training_rows,
 )
 from wsae_lens.pipeline.loading import load_language_model, load_text_dataset
 
@@ -49,10 +50,7 @@ def main() -> None:
     hook_name, d_in = f"blocks.{layer}.hook_resid_post", model.cfg.d_model
     dataset = load_text_dataset(cfg.dataset_path, model.tokenizer, context_size=cfg.context_size, streaming=False,
                                 seed=cfg.seed)
-    shard_tokens = cfg.model_batch_size * cfg.context_size * 8
-    cached_tokens = min(cfg.training_tokens, (len(dataset) - args.held_out_rows) * cfg.context_size)
-    cached_tokens = cached_tokens // shard_tokens * shard_tokens
-    train_rows = dataset.select(range(cached_tokens // cfg.context_size))
+    cached_tokens, train_rows = training_rows(cfg, dataset, args.held_out_rows)
     held_out_rows = dataset.select(range(len(dataset) - args.held_out_rows, len(dataset)))
     special = special_token_ids(model.tokenizer)
     held_out = torch.cat([acts for acts, _ in hook_activation_batches(model, held_out_rows, hook_name, layer, special)])
@@ -64,12 +62,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         cache_dir = Path(tmp) / "activations"
-        cache_activations(
-            cache_config(model_name=cfg.model_name, dataset_path=cfg.dataset_path, hook_name=hook_name, d_in=d_in,
-                         tokens=cached_tokens, context_size=cfg.context_size, output_dir=cache_dir,
-                         model_batch_size=cfg.model_batch_size, seed=cfg.seed),
-            model=model, dataset=train_rows,
-        )  # fmt: skip
+        cache_training_rows(cfg, model, train_rows, hook_name, d_in, cached_tokens, cache_dir)
         for name, architecture, fields in configurations:
             path = Path(tmp) / "saes" / name.replace(" ", "_")
             cfg_dict = runner_config_dict(cfg, architecture, hook_name, d_in, cache_dir, path, cached_tokens)

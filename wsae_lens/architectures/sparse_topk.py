@@ -235,7 +235,7 @@ def gradient_buffer(parameter: torch.Tensor, shape: tuple[int, ...], slot: str =
     )
     if not reusable:
         cached = parameter.new_empty(shape)
-        if parameter.device.type == "cpu" and _storage_users(cached) == _LONE_TENSOR_USERS:
+        if parameter.device.type == "cpu" and _STORAGE_USE_COUNT is not None:  # else no safe reuse test
             entry[1][slot] = cached
             _GRADIENT_BUFFERS[key] = entry
     return cached.view(shape)  # type: ignore[union-attr]

@@ -28,6 +28,9 @@ from tqdm.auto import tqdm
 
 from wsae_lens.pipeline.caching import cache_activations, cache_config
 from wsae_lens.pipeline.embedded import EMBEDDED_DATASET_NAME, EMBEDDED_MODEL_NAME
+
+CACHE_BATCHES_PER_SHARD = 8
+"""Model batches per cache shard; the cached token count is a whole number of shards."""
 from wsae_lens.pipeline.loading import is_embedded, load_language_model, load_text_dataset
 
 ARCHITECTURES_COMPARED = ("topk", "weighted_topk")
@@ -229,6 +232,30 @@ def evaluate_sae(sae: Any, model: Any, eval_dataset: Any, consistency_dataset: A
     }
 
 
+def training_rows(cfg: ComparisonConfig, dataset: Any, n_held_out_rows: int) -> tuple[int, Any]:
+    """(tokens to cache, the rows that hold them): at most ``cfg.training_tokens`` in whole cache shards,
+    taken from the front of ``dataset`` so that its last ``n_held_out_rows`` rows stay out for evaluation."""
+    shard_tokens = cfg.model_batch_size * cfg.context_size * CACHE_BATCHES_PER_SHARD
+    available = (len(dataset) - n_held_out_rows) * cfg.context_size
+    cached_tokens = min(cfg.training_tokens, available) // shard_tokens * shard_tokens
+    if cached_tokens <= 0:
+        raise ValueError(f"{cfg.dataset_path} has {len(dataset)} rows of {cfg.context_size} tokens: too few for "
+                         f"{n_held_out_rows} held-out rows plus one cache shard ({shard_tokens} tokens).")
+    return cached_tokens, dataset.select(range(cached_tokens // cfg.context_size))
+
+
+def cache_training_rows(cfg: ComparisonConfig, model: Any, rows: Any, hook_name: str, d_in: int, tokens: int,
+                        cache_dir: Path) -> None:
+    """Cache ``hook_name`` activations of ``rows`` (``tokens`` of them) to ``cache_dir`` with SAELens's runner."""
+    cache_activations(
+        cache_config(model_name=cfg.model_name, dataset_path=cfg.dataset_path, hook_name=hook_name, d_in=d_in,
+                     tokens=tokens, context_size=cfg.context_size, output_dir=cache_dir,
+                     model_batch_size=cfg.model_batch_size, batches_per_shard=CACHE_BATCHES_PER_SHARD,
+                     seed=cfg.seed, device=cfg.device),
+        model=model, dataset=rows,
+    )
+
+
 def run_comparison(cfg: ComparisonConfig, model: Any | None = None) -> ComparisonResult:
     """Cache → estimate Γ → train topk and weighted_topk → evaluate → save (see the module docstring)."""
     from sae_lens import SAE
@@ -259,13 +286,7 @@ def run_comparison(cfg: ComparisonConfig, model: Any | None = None) -> Compariso
     max_rows = None if is_embedded(cfg.dataset_path) else cfg.training_tokens // cfg.context_size + n_eval_rows + n_consistency_rows
     dataset = load_text_dataset(cfg.dataset_path, model.tokenizer, context_size=cfg.context_size, streaming=False,
                                 seed=cfg.seed, max_rows=max_rows)
-    shard_tokens = cfg.model_batch_size * cfg.context_size * 8
-    available = (len(dataset) - n_eval_rows - n_consistency_rows) * cfg.context_size
-    cached_tokens = min(cfg.training_tokens, available) // shard_tokens * shard_tokens
-    if cached_tokens <= 0:
-        raise ValueError(f"{cfg.dataset_path} has {len(dataset)} rows of {cfg.context_size} tokens: too few for "
-                         f"{n_eval_rows + n_consistency_rows} held-out rows plus one cache shard ({shard_tokens} tokens).")
-    train_rows = dataset.select(range(cached_tokens // cfg.context_size))
+    cached_tokens, train_rows = training_rows(cfg, dataset, n_eval_rows + n_consistency_rows)
     eval_rows = dataset.select(range(len(dataset) - n_eval_rows, len(dataset)))
     consistency_rows = dataset.select(range(len(dataset) - n_eval_rows - n_consistency_rows, len(dataset) - n_eval_rows))
     lap("load")
@@ -273,12 +294,7 @@ def run_comparison(cfg: ComparisonConfig, model: Any | None = None) -> Compariso
     cache_dir = out / "activations"
     if cache_dir.exists():
         shutil.rmtree(cache_dir)
-    cache_activations(
-        cache_config(model_name=cfg.model_name, dataset_path=cfg.dataset_path, hook_name=hook_name, d_in=d_in,
-                     tokens=cached_tokens, context_size=cfg.context_size, output_dir=cache_dir,
-                     model_batch_size=cfg.model_batch_size, seed=cfg.seed, device=cfg.device),
-        model=model, dataset=train_rows,
-    )
+    cache_training_rows(cfg, model, train_rows, hook_name, d_in, cached_tokens, cache_dir)
     lap("cache")
 
     gamma, gamma_tokens = estimate_gamma_from_cache(cache_dir, model.tokenizer, cfg.weighting, cfg.alpha, cfg.progress)
