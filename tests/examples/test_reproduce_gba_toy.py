@@ -41,3 +41,20 @@ def test_bad_gba_options_are_refused_by_name(example, monkeypatch, capsys):
     assert "n_grups" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="FIELD=VALUE"):
         example.parse_options(["n_groups"])
+
+
+def test_sparsities_choose_the_toy_and_hide_the_published_numbers(example, monkeypatch, capsys):
+    results = example.run([0], steps=2, batch_size=64, lr=1e-12, d_sae=256, update_interval=10,
+                          only=["GBA"], start_at_truth=True, sparsities=(3,))
+    assert results["GBA"][0.9] == [1.0]
+    with pytest.raises(ValueError, match="sparsity"):  # the value reaches the toy
+        example.run([0], steps=2, batch_size=64, lr=1e-12, d_sae=256, update_interval=10, only=["GBA"],
+                    sparsities=(200,))
+    example.print_table(results, (3,))
+    assert "100.0 / 100.0" not in capsys.readouterr().out
+    example.print_table(results)
+    assert "100.0 / 100.0" in capsys.readouterr().out  # the imbalanced toy's published GBA row
+    monkeypatch.setattr(sys, "argv", ["reproduce_gba_toy.py", "--sparsities", "3", "200"])
+    with pytest.raises(SystemExit):
+        example.main()
+    assert "--sparsities" in capsys.readouterr().err
