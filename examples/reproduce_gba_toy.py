@@ -200,7 +200,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the raw FRRs here")
     args = parser.parse_args()
     torch.set_num_threads(min(torch.get_num_threads(), 2))
-    if any(not 1 <= s <= 128 for s in args.sparsities):
+    sparsities = tuple(args.sparsities)
+    if any(not 1 <= s <= 128 for s in sparsities):
         parser.error(f"--sparsities: each must lie in [1, 128] (the toy's n_features), got {args.sparsities}.")
     gba_options = parse_options(args.gba_option)
     known = {field.name for field in dataclasses.fields(GBATrainingSAEConfig)}
@@ -208,13 +209,13 @@ def main() -> None:
         parser.error(f"--gba-option: {unknown} not GBATrainingSAEConfig fields (e.g. n_groups, tied_weights, freq_high).")
     results = run(
         args.seeds, args.steps, args.batch_size, args.lr, args.d_sae, args.update_interval, args.only,
-        args.lr_decay_steps, gba_options, args.start_at_truth, tuple(args.sparsities),
+        args.lr_decay_steps, gba_options, args.start_at_truth, sparsities,
     )
-    print_table(results, tuple(args.sparsities))
+    print_table(results, sparsities)
     if args.json:
         args.json.write_text(json.dumps({n: {str(t): v for t, v in r.items()} for n, r in results.items()}, indent=1))
     if args.plot:
-        plot(results, Path(args.plot), tuple(args.sparsities))
+        plot(results, Path(args.plot), sparsities)
         print(f"plot: {args.plot}")
 
 

@@ -28,12 +28,11 @@ from tqdm.auto import tqdm
 
 from wsae_lens.pipeline.caching import cache_activations, cache_config
 from wsae_lens.pipeline.embedded import EMBEDDED_DATASET_NAME, EMBEDDED_MODEL_NAME
-
-CACHE_BATCHES_PER_SHARD = 8
-"""Model batches per cache shard; the cached token count is a whole number of shards."""
 from wsae_lens.pipeline.loading import is_embedded, load_language_model, load_text_dataset
 
 ARCHITECTURES_COMPARED = ("topk", "weighted_topk")
+CACHE_BATCHES_PER_SHARD = 8
+"""Model batches per cache shard; the cached token count is a whole number of shards."""
 
 
 @dataclass
