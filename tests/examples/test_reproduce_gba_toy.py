@@ -32,15 +32,21 @@ def test_gba_options_reach_the_gba_config_only(example):
     configs = example.model_configs(42, 256, 10, example.parse_options(["n_groups=20", "tied_weights=false"]))
     assert configs["GBA"].n_groups == 20 and configs["GBA"].tied_weights is False
     assert configs["BA (1 group)"].n_groups == 1 and configs["BA (1 group)"].tied_weights is True
+    assert configs["GBA fitted range"].n_groups == 10 and configs["GBA fitted range"].freq_low == 0.05
 
 
-def test_bad_gba_options_are_refused_by_name(example, monkeypatch, capsys):
+def test_bad_options_are_refused_by_name(example, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["reproduce_gba_toy.py", "--gba-option", "n_grups=20"])
     with pytest.raises(SystemExit):
         example.main()
     assert "n_grups" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="FIELD=VALUE"):
         example.parse_options(["n_groups"])
+    monkeypatch.setattr(sys, "argv", ["reproduce_gba_toy.py", "--only", "GBA", "TopK k=25"])
+    with pytest.raises(SystemExit):
+        example.main()
+    err = capsys.readouterr().err
+    assert "TopK k=25" in err and "GBA fitted range" in err
 
 
 def test_sparsities_choose_the_toy_and_hide_the_published_numbers(example, monkeypatch, capsys):
