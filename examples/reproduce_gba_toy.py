@@ -211,8 +211,9 @@ def main() -> None:
     sparsities = tuple(args.sparsities)
     if any(not 1 <= s <= 128 for s in sparsities):
         parser.error(f"--sparsities: each must lie in [1, 128] (the toy's n_features), got {args.sparsities}.")
-    if args.only and (unknown := sorted(set(args.only) - set(model_configs(42, 256)))):
-        parser.error(f"--only: unknown model(s) {unknown}; the models are {list(model_configs(42, 256))}.")
+    models = list(model_configs(42, 256))
+    if args.only and (unknown := sorted(set(args.only) - set(models))):
+        parser.error(f"--only: unknown model(s) {unknown}; the models are {models}.")
     gba_options = parse_options(args.gba_option)
     known = {field.name for field in dataclasses.fields(GBATrainingSAEConfig)}
     if unknown := sorted(set(gba_options) - known):
