@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from sae_lens import TopKTrainingSAEConfig
 from sae_lens.saes.sae import TrainingSAEConfig
 
-from wsae_lens import GBATrainingSAEConfig
+from wsae_lens import GBATrainingSAE, GBATrainingSAEConfig
 from wsae_lens.diagnostics.ground_truth import best_cosine_per_feature
 from wsae_lens.diagnostics.sparse_coding_toy import SparseCodingToy, make_toy_sae, toy_recovery, train_on_toy
 
@@ -61,7 +62,7 @@ def test_gba_beats_topk30_on_the_imbalanced_toy(fitted_gba_frr):
         assert gba_frr[tau] >= topk_frr[tau] + 0.5, (tau, gba_frr, topk_frr)
 
 
-def _train_on_3_sparse_toy(seed: int, **gba_options: object):  # type: ignore[no-untyped-def]
+def _train_on_3_sparse_toy(seed: int, **gba_options: Any) -> tuple[SparseCodingToy, GBATrainingSAE]:
     """Untied GBA, width 512, 1,000 steps on the toy whose samples are all 3-sparse; returns (toy, sae)."""
     toy = SparseCodingToy(n_features=128, d=42, sparsities=(3,), seed=seed)
     cfg = GBATrainingSAEConfig(d_in=42, d_sae=512, update_interval=10, tied_weights=False, **gba_options)
