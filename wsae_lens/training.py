@@ -1,28 +1,20 @@
-"""Γ estimated from the training activations, before training, inside SAELens's runner.
+"""Training on real-model activations inside SAELens's runner: the token filter, Γ, and a sound start.
 
-SAELens's ``SAETrainer`` has no hook before the first step and the training SAE never sees the
-activation store, so the estimate happens in the runner: :class:`WeightedSAETrainingRunner` is a
-drop-in :class:`~sae_lens.LanguageModelSAETrainingRunner` whose ``run()`` first calls
-:func:`prepare_weighting`, which
+:class:`WeightedSAETrainingRunner` is a drop-in :class:`~sae_lens.LanguageModelSAETrainingRunner` that
 
-* does nothing unless the SAE is a weighted architecture with ``weighting`` in
-  {"variance", "semantic_consistency"};
-* when resuming (``resume_from_checkpoint``), reuses the Γ stored in the checkpoint (no re-estimate);
-* when Γ is already set (an SAE loaded from disk via ``from_pretrained_path``, or ``set_gamma``),
-  keeps it;
-* otherwise estimates Γ over ``weighting_tokens`` tokens (0 = ``DEFAULT_WEIGHTING_TOKENS`` or the
-  training budget if smaller) with a progress bar, and stores it with ``set_gamma`` so that the saved
-  ``cfg.json`` records ``weighting``, ``weighting_alpha`` and the number of tokens actually read.
+* reads its training batches through :class:`~wsae_lens.activations.FilteredActivationsStore`, so the
+  :class:`~wsae_lens.activations.TokenFilter` (special tokens, massive-activation outliers) applies to
+  training exactly as to Γ estimation and evaluation, and records the fitted filter in ``cfg.json``;
+* before the first step, :func:`prepare_training` estimates (or restores) Γ for weighted
+  architectures and initialises ``b_dec`` at the mean of the first kept batches (:func:`init_b_dec`).
 
-The estimate reads a *separate* ``ActivationsStore`` built from the same runner config, model and
-dataset, through the same path as training (``get_raw_llm_batch``, special tokens excluded), so it
-sees the first ``weighting_tokens`` tokens training will see, while the training store is untouched:
-training still gets its full ``training_tokens`` budget from the start of the dataset. The cost is
-``weighting_tokens`` extra LLM forward passes. SAELens's scalar normalisation
-(``expected_average_only_in``) does not change Γ (normalised to mean(γ²) = 1, scale-invariant).
-
-Running SAELens's plain runner with an estimated weighting fails at the first training step with a
-message pointing here.
+Γ is estimated by :func:`wsae_lens.estimators.estimate_sae_gamma` on a *separate* store built from the
+same config (the first ``weighting_tokens`` tokens training will see; the training store is untouched):
+it does nothing unless the SAE is weighted with ``weighting`` in {"variance", "semantic_consistency"};
+when resuming it reuses the Γ stored in the checkpoint; when Γ is already set (``from_pretrained_path``,
+``set_gamma``) it keeps it. SAELens's scalar normalisation does not change Γ (mean(γ²) = 1 is
+scale-invariant). Running SAELens's plain runner with an estimated weighting fails at the first
+training step with a message pointing here.
 """
 
 from __future__ import annotations
@@ -37,24 +29,24 @@ from sae_lens import LanguageModelSAETrainingRunner
 from sae_lens.constants import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME
 from sae_lens.training.activations_store import ActivationsStore
 
+from wsae_lens.activations import (
+    DEFAULT_OUTLIER_NORM_RATIO,
+    FilteredActivationsStore,
+    TokenFilter,
+    iter_activation_batches,
+)
 from wsae_lens.architectures.weighting import ESTIMATED_WEIGHTINGS, GAMMA_KEY, GammaMixin
-from wsae_lens.estimators import estimate_gamma, iter_activation_batches
-from wsae_lens.estimators.sources import TokenCounter
+from wsae_lens.estimators.entry import estimate_sae_gamma
 
-DEFAULT_WEIGHTING_TOKENS = 2_000_000
-"""Tokens read for Γ when ``weighting_tokens`` is 0 (capped by ``training_tokens``)."""
-
-
-def weighting_token_budget(runner: LanguageModelSAETrainingRunner) -> int:
-    """Tokens the estimate reads: ``weighting_tokens``, or min(DEFAULT_WEIGHTING_TOKENS, training_tokens)."""
-    configured = int(runner.sae.cfg.weighting_tokens)
-    return configured if configured > 0 else min(DEFAULT_WEIGHTING_TOKENS, int(runner.cfg.training_tokens))
+B_DEC_INIT_TOKENS = 16_384
+"""Kept tokens whose mean initialises ``b_dec`` (the first batches of the training data)."""
 
 
 def estimation_store(runner: LanguageModelSAETrainingRunner) -> ActivationsStore:
-    """A fresh ActivationsStore over the runner's model, config and dataset (the training store is not touched)."""
-    dataset = runner.activations_store.dataset
-    return ActivationsStore.from_config(runner.model, runner.cfg, override_dataset=dataset)
+    """A fresh store over the runner's model, config and dataset with the runner's filter (training's is untouched)."""
+    store = FilteredActivationsStore.from_config(runner.model, runner.cfg, override_dataset=runner.activations_store.dataset)
+    store.token_filter = getattr(runner, "token_filter", None)
+    return store
 
 
 def checkpoint_gamma(checkpoint: str | Path) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -91,22 +83,70 @@ def prepare_weighting(runner: LanguageModelSAETrainingRunner, *, progress: bool 
         return sae.gamma
     if sae.gamma_ready:
         return None
-    budget = weighting_token_budget(runner)
-    batches = TokenCounter(iter_activation_batches(estimation_store(runner), max_tokens=budget))
-    gamma = estimate_gamma(
-        batches, weighting=sae.cfg.weighting, alpha=sae.cfg.weighting_alpha, max_tokens=budget, progress=progress
-    )
-    sae.set_gamma(gamma, weighting=sae.cfg.weighting, alpha=sae.cfg.weighting_alpha, tokens=batches.tokens)
-    return sae.gamma
+    estimate = estimate_sae_gamma(sae, estimation_store(runner), training_tokens=int(runner.cfg.training_tokens),
+                                  token_filter=getattr(runner, "token_filter", None), progress=progress)
+    return estimate.gamma
+
+
+@torch.no_grad()
+def init_b_dec(sae: Any, activations: torch.Tensor, scaling_factor: float = 1.0) -> None:
+    """b_dec ← mean_t(x_t) · scaling_factor: the SAE starts at the data's mean instead of 0.
+
+    The residual stream has a large mean; with b_dec = 0 most encoder directions never reach the top k
+    (sae-practice.md). ``scaling_factor`` is SAELens's normalisation (√d_in / E‖x‖, or 1).
+    """
+    sae.b_dec.copy_((activations.double().mean(0) * scaling_factor).to(sae.b_dec.dtype))
+
+
+def norm_scaling_factor(activations: torch.Tensor) -> float:
+    """SAELens's ``expected_average_only_in`` factor √d_in / mean_t ‖x_t‖ for these activations."""
+    return activations.shape[-1] ** 0.5 / float(activations.float().norm(dim=-1).mean())
 
 
 class WeightedSAETrainingRunner(LanguageModelSAETrainingRunner):
-    """SAELens's ``LanguageModelSAETrainingRunner`` that estimates Γ before training (see module docstring).
+    """SAELens's ``LanguageModelSAETrainingRunner`` with the token filter, Γ and b_dec set up first.
 
-    Same constructor and ``run()``; for non-weighted architectures or ``weighting`` "uniform"/"file" it
-    behaves exactly as the SAELens runner.
+    Same constructor plus ``token_filter`` (default: the config's special tokens and tokens above
+    ``outlier_norm_ratio`` × the median norm, 10 unless given, ``None`` for no outlier rule; pass
+    ``TokenFilter.keep_all()`` to keep every token) and ``init_b_dec_from_data`` (default True).
     """
 
+    def __init__(
+        self,
+        cfg: Any,
+        override_dataset: Any | None = None,
+        override_model: Any | None = None,
+        override_sae: Any | None = None,
+        *,
+        token_filter: TokenFilter | None = None,
+        outlier_norm_ratio: float | None = DEFAULT_OUTLIER_NORM_RATIO,
+        init_b_dec_from_data: bool = True,
+    ) -> None:
+        super().__init__(cfg, override_dataset=override_dataset, override_model=override_model, override_sae=override_sae)
+        self.token_filter = token_filter or TokenFilter(
+            special_token_ids=self.activations_store.exclude_special_tokens, outlier_norm_ratio=outlier_norm_ratio
+        )
+        self.init_b_dec_from_data = init_b_dec_from_data
+        self.activations_store = estimation_store(self)
+        self.evaluator.activations_store = self.activations_store
+
     def run(self) -> Any:
-        prepare_weighting(self)
+        prepare_training(self)
         return super().run()
+
+    def _set_sae_metadata(self) -> None:
+        super()._set_sae_metadata()
+        self.token_filter.record_in(self.sae)
+
+
+def prepare_training(runner: WeightedSAETrainingRunner, *, progress: bool = True) -> None:
+    """Γ (:func:`prepare_weighting`) and, for a fresh SAE, b_dec at the mean of the first kept batches;
+    the token filter is fitted on those batches."""
+    fresh = runner.cfg.resume_from_checkpoint is None and runner.cfg.from_pretrained_path is None
+    if fresh and runner.init_b_dec_from_data:
+        batches = iter_activation_batches(estimation_store(runner), max_tokens=B_DEC_INIT_TOKENS,
+                                          token_filter=runner.token_filter)
+        first = torch.cat([batch.activations for batch in batches]).to(runner.sae.b_dec.device)
+        normalise = runner.sae.cfg.normalize_activations == "expected_average_only_in"
+        init_b_dec(runner.sae, first, norm_scaling_factor(first) if normalise else 1.0)
+    prepare_weighting(runner, progress=progress)

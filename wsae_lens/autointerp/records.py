@@ -10,7 +10,8 @@ per-token activations a_j(t) = encode(x_t)_j:
 * the latent's activation quantiles over the contexts where it fires, and its token firing rate.
 
 Tokens with a_j(t) > ``activation_threshold`` count as firing and are marked ``<<like this>>``; positions
-holding a source's ``excluded_token_ids`` (default: the tokenizer's special tokens such as BOS) never fire.
+the source's :class:`~wsae_lens.activations.TokenFilter` drops (default: the tokenizer's special tokens such
+as BOS, and massive-activation outliers) never fire.
 Latents are drawn uniformly at random (seeded) among live latents: those firing on at least one scanned
 context. Two passes: the first encodes every context and keeps only per-context maxima (n_contexts ×
 d_sae floats); the second re-encodes the few contexts the chosen latents need, token by token.
@@ -25,6 +26,7 @@ from typing import Any, Protocol
 import torch
 from tqdm.auto import tqdm
 
+from wsae_lens.activations import DEFAULT_OUTLIER_NORM_RATIO, TokenFilter
 from wsae_lens.autointerp.config import AutoInterpConfig
 
 QUANTILE_LEVELS = (0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
@@ -46,9 +48,16 @@ class ActivationSource(Protocol):
         ...
 
 
-def excluded_token_ids(source: Any) -> torch.Tensor:
-    """Token ids whose positions never count as firing (a source's ``excluded_token_ids``; default none)."""
-    return torch.as_tensor(sorted(getattr(source, "excluded_token_ids", ()) or ()), dtype=torch.long)
+def source_token_filter(source: Any) -> TokenFilter:
+    """The source's filter (``token_filter``); sources without one keep every position."""
+    return getattr(source, "token_filter", None) or TokenFilter.keep_all()
+
+
+def _default_filter(tokenizer: Any, excluded_token_ids: Sequence[int] | None, token_filter: TokenFilter | None) -> TokenFilter:
+    if token_filter is not None:
+        return token_filter
+    special = list(excluded_token_ids) if excluded_token_ids is not None else _special_token_ids(tokenizer)
+    return TokenFilter(special_token_ids=special, outlier_norm_ratio=DEFAULT_OUTLIER_NORM_RATIO)
 
 
 def _special_token_ids(tokenizer: Any) -> list[int]:
@@ -90,8 +99,9 @@ class ModelActivationSource:
 
     ``tokens``: a ``[n, context]`` tensor, a list of rows, or a datasets.Dataset with an ``input_ids`` or
     ``tokens`` column. ``token_strings``: per-token text; default from ``model.tokenizer``.
-    ``excluded_token_ids``: positions holding these tokens never count as firing (default: the tokenizer's
-    special tokens, e.g. BOS, whose huge residual norms would otherwise top every latent's examples).
+    ``token_filter``: positions it drops never count as firing (default: the special tokens
+    ``excluded_token_ids``, else the tokenizer's, e.g. BOS, and massive-activation outliers, whose huge
+    residual norms would otherwise top every latent's examples).
     The forward pass stops after the hook's layer (SAELens's ``extract_stop_at_layer_from_tlens_hook_name``).
     """
 
@@ -102,6 +112,7 @@ class ModelActivationSource:
         hook_name: str,
         token_strings: Callable[[Sequence[int]], list[str]] | None = None,
         excluded_token_ids: Sequence[int] | None = None,
+        token_filter: TokenFilter | None = None,
     ) -> None:
         from sae_lens.util import extract_stop_at_layer_from_tlens_hook_name
 
@@ -118,11 +129,7 @@ class ModelActivationSource:
                 )
             token_strings = tokenizer_token_strings(tokenizer)
         self._token_strings = token_strings
-        self.excluded_token_ids = (
-            list(excluded_token_ids)
-            if excluded_token_ids is not None
-            else _special_token_ids(getattr(model, "tokenizer", None))
-        )
+        self.token_filter = _default_filter(getattr(model, "tokenizer", None), excluded_token_ids, token_filter)
 
     def token_batches(self, n_contexts: int, batch_size: int) -> Iterator[torch.Tensor]:
         rows = self.tokens[:n_contexts]
@@ -144,13 +151,14 @@ class ModelActivationSource:
 class ActivationsStoreSource:
     """Contexts and activations from a SAELens ``ActivationsStore`` (its ``get_batch_tokens``/``get_activations``).
 
-    ``excluded_token_ids`` as for ``ModelActivationSource`` (default: the tokenizer's special tokens)."""
+    ``excluded_token_ids`` and ``token_filter`` as for ``ModelActivationSource``."""
 
     def __init__(
         self,
         store: Any,
         token_strings: Callable[[Sequence[int]], list[str]] | None = None,
         excluded_token_ids: Sequence[int] | None = None,
+        token_filter: TokenFilter | None = None,
     ) -> None:
         if tuple(store.seqpos_slice) not in ((None,), (None, None), (0, None)):
             raise ValueError(
@@ -164,11 +172,7 @@ class ActivationsStoreSource:
                 raise ValueError("ActivationsStoreSource: the store's model has no tokenizer; pass token_strings=.")
             token_strings = tokenizer_token_strings(tokenizer)
         self._token_strings = token_strings
-        self.excluded_token_ids = (
-            list(excluded_token_ids)
-            if excluded_token_ids is not None
-            else _special_token_ids(getattr(store.model, "tokenizer", None))
-        )
+        self.token_filter = _default_filter(getattr(store.model, "tokenizer", None), excluded_token_ids, token_filter)
 
     def token_batches(self, n_contexts: int, batch_size: int) -> Iterator[torch.Tensor]:
         produced = 0
@@ -235,12 +239,13 @@ class ScanResult:
         return torch.nonzero(self.context_max.max(0).values > 0).flatten()
 
 
-def _encode(sae: Any, activations: torch.Tensor, tokens: torch.Tensor, excluded: torch.Tensor) -> torch.Tensor:
-    """Latent activations ``[batch, context, d_sae]``, zero at positions holding an excluded token."""
+def _encode(sae: Any, activations: torch.Tensor, tokens: torch.Tensor, token_filter: TokenFilter) -> torch.Tensor:
+    """Latent activations ``[batch, context, d_sae]``, zero at positions ``token_filter`` drops."""
     parameter = next(sae.parameters())
     latent_acts = sae.encode(activations.to(device=parameter.device, dtype=parameter.dtype)).float().cpu()
-    if excluded.numel() and latent_acts.shape[:2] == tokens.shape:
-        latent_acts[torch.isin(tokens.cpu(), excluded)] = 0.0
+    if latent_acts.shape[:2] == tokens.shape:
+        keep = token_filter.keep_mask(activations.reshape(-1, activations.shape[-1]), tokens.reshape(-1).to(activations.device))
+        latent_acts[~keep.reshape(tokens.shape).cpu()] = 0.0
     return latent_acts
 
 
@@ -251,9 +256,9 @@ def scan_source(sae: Any, source: ActivationSource, cfg: AutoInterpConfig, thres
     token_chunks, max_chunks = [], []
     firing_counts: torch.Tensor | None = None
     progress = tqdm(total=cfg.n_contexts, desc="autointerp: scanning contexts", unit="ctx", leave=False)
-    excluded = excluded_token_ids(source)
+    token_filter = source_token_filter(source)
     for tokens in source.token_batches(cfg.n_contexts, cfg.batch_size):
-        latent_acts = _encode(sae, source.activations(tokens), tokens, excluded)
+        latent_acts = _encode(sae, source.activations(tokens), tokens, token_filter)
         if latent_acts.shape[:2] != tokens.shape:
             raise ValueError(
                 f"activation source returned activations of shape {tuple(latent_acts.shape[:2])} for tokens of "
@@ -333,7 +338,7 @@ def build_latent_records(
     bad = [j for j in latents if not 0 <= j < d_sae]
     if bad:
         raise ValueError(f"latents {bad} are out of range for an SAE with d_sae={d_sae}.")
-    excluded = excluded_token_ids(source)
+    token_filter = source_token_filter(source)
     generator = torch.Generator().manual_seed(cfg.seed + 1)
     plans = {j: _plan_latent(scan.context_max[:, j], cfg, generator) for j in latents}
 
@@ -343,7 +348,7 @@ def build_latent_records(
     for start in range(0, len(needed), cfg.batch_size):
         chunk = needed[start : start + cfg.batch_size]
         tokens = scan.tokens[chunk]
-        acts = _encode(sae, source.activations(tokens), tokens, excluded)[:, :, latent_index]
+        acts = _encode(sae, source.activations(tokens), tokens, token_filter)[:, :, latent_index]
         per_token.update(zip(chunk, acts))
 
     n_tokens = scan.tokens.numel()

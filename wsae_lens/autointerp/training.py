@@ -1,6 +1,6 @@
 """Hook auto-interp into SAELens training: evaluate the trained SAE right after ``run()``.
 
-``AutoInterpTrainingRunner`` is SAELens's ``LanguageModelSAETrainingRunner`` plus one step: after training
+``AutoInterpTrainingRunner`` is :class:`~wsae_lens.WeightedSAETrainingRunner` plus one step: after training
 (and SAELens's own saving), it draws contexts from the runner's activation store (text the SAE was not
 trained on, since the store has moved past the training tokens), runs ``run_autointerp`` and stores the
 results beside the saved SAE in ``{output_path}/autointerp/``. ``autointerp_after_training`` does the same
@@ -19,6 +19,7 @@ from wsae_lens.autointerp.clients import LLMClient
 from wsae_lens.autointerp.config import AutoInterpConfig
 from wsae_lens.autointerp.records import ActivationsStoreSource
 from wsae_lens.autointerp.runner import AutoInterpResult, run_autointerp
+from wsae_lens.training import WeightedSAETrainingRunner
 
 AUTOINTERP_DIR = "autointerp"
 
@@ -35,15 +36,17 @@ def autointerp_after_training(
     Results go to ``{runner.cfg.output_path}/autointerp/`` when the runner saves its SAE (else memory only).
     ``token_strings`` is needed only when the model has no tokenizer.
     """
-    source = ActivationsStoreSource(runner.activations_store, token_strings=token_strings)
+    source = ActivationsStoreSource(runner.activations_store, token_strings=token_strings,
+                                    token_filter=getattr(runner, "token_filter", None))
     output_path = runner.cfg.output_path
     output_dir = Path(output_path) / AUTOINTERP_DIR if output_path is not None else None
     name = sae.cfg.architecture()
     return run_autointerp(sae, source, client, cfg, output_dir=output_dir, name=name, resume=False)
 
 
-class AutoInterpTrainingRunner(LanguageModelSAETrainingRunner):
-    """SAELens's training runner that auto-interprets the SAE it trained (see module docstring).
+class AutoInterpTrainingRunner(WeightedSAETrainingRunner):
+    """The training runner (:class:`~wsae_lens.WeightedSAETrainingRunner`) that auto-interprets the SAE it
+    trained, on the positions its token filter keeps (see module docstring).
 
     Args beyond SAELens's: ``client`` (an ``LLMClient``, or a zero-argument factory called only after
     training, so a large local model is not held in memory while training), ``autointerp_cfg`` and

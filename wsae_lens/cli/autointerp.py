@@ -39,36 +39,29 @@ def _load_saes(sae_dirs: list[Path]) -> dict[str, Any]:
     return saes
 
 
-def _build_source(sae: Any, model_name: str | None, dataset: str | None, context_size: int | None) -> Any:
-    from wsae_lens.autointerp import ActivationsStoreSource, ModelActivationSource
+def _build_source(sae: Any, model_name: str | None, dataset: str | None, context_size: int | None, n_contexts: int) -> Any:
+    """The SAE's model on its corpus (or the given ones), filtered as the SAE was trained."""
+    from wsae_lens.activations import TokenFilter
+    from wsae_lens.autointerp import ModelActivationSource
+    from wsae_lens.pipeline.embedded import EMBEDDED_DATASET_NAME
+    from wsae_lens.pipeline.loading import is_embedded, load_language_model, load_text_dataset
 
     metadata = sae.cfg.metadata
     model_name = model_name or metadata.model_name
-    hook_name = metadata.hook_name
-    if not model_name or not hook_name:
+    if not model_name or not metadata.hook_name:
         raise typer.BadParameter(
             "the SAE's cfg.json names no model_name/hook_name; pass --model (e.g. embedded:smollm2-135m).",
             param_hint="--model",
         )
-    context_size = context_size or metadata.context_size or 128
-    if model_name.startswith("embedded:"):
-        from wsae_lens.pipeline.embedded import EMBEDDED_DATASET_NAME, load_embedded_dataset, load_embedded_model
-
-        model = load_embedded_model()
-        corpus = dataset or EMBEDDED_DATASET_NAME
-        if not corpus.startswith("embedded:"):
-            raise typer.BadParameter("the embedded model reads an embedded corpus (e.g. embedded:english).", param_hint="--dataset")
-        tokens = load_embedded_dataset(model.tokenizer, context_size=context_size, corpus=corpus)
-        return ModelActivationSource(model, tokens, hook_name)
-    from sae_lens import ActivationsStore
-    from sae_lens.load_model import load_model
-
-    model = load_model(metadata.model_class_name or "HookedTransformer", model_name, device="cpu")
-    dataset = dataset or metadata.dataset_path
-    if not dataset:
+    corpus = dataset or metadata.dataset_path or (EMBEDDED_DATASET_NAME if is_embedded(model_name) else None)
+    if not corpus:
         raise typer.BadParameter("the SAE's cfg.json names no dataset_path; pass --dataset.", param_hint="--dataset")
-    store = ActivationsStore.from_sae(model, sae, dataset, context_size=context_size, streaming=True)
-    return ActivationsStoreSource(store)
+    if is_embedded(model_name) and not is_embedded(corpus):
+        raise typer.BadParameter("the embedded model reads an embedded corpus (e.g. embedded:english).", param_hint="--dataset")
+    context_size = context_size or metadata.context_size or 128
+    model = load_language_model(model_name, model_class_name=metadata.model_class_name or "HookedTransformer")
+    tokens = load_text_dataset(corpus, model.tokenizer, context_size=context_size, streaming=False, max_rows=n_contexts)
+    return ModelActivationSource(model, tokens, metadata.hook_name, token_filter=TokenFilter.recorded_in(sae))
 
 
 def _build_client(client: str, base_url: str | None, llm_model: str | None, max_concurrency: int, timeout_s: float) -> Any:
@@ -123,7 +116,7 @@ def autointerp(
 
     saes = _load_saes(sae_dirs)
     llm = _build_client(client, base_url, llm_model, max_concurrency, timeout)
-    source = _build_source(next(iter(saes.values())), model, dataset, context_size)
+    source = _build_source(next(iter(saes.values())), model, dataset, context_size, cfg.n_contexts)
     if output is not None:
         results = compare_saes(saes, source, llm, cfg, output, resume=resume)
         typer.echo(f"Results in {output}")

@@ -3,29 +3,53 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from wsae_lens.cli.app import app
+from wsae_lens.pipeline.comparison import ComparisonConfig
+
+DEFAULTS = ComparisonConfig()
+
+
+def comparison_config(config: Path | None, overrides: dict[str, Any]) -> ComparisonConfig:
+    """ComparisonConfig from a YAML file of its fields (``arms:`` included) and the flags given."""
+    from dataclasses import fields
+
+    from wsae_lens.pipeline.loading import read_config_file
+
+    try:
+        values = read_config_file(config) if config is not None else {}
+        known = {f.name for f in fields(ComparisonConfig)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{config} has unknown fields {unknown}; ComparisonConfig fields are {sorted(known)}.")
+        return ComparisonConfig(**{**values, **{k: v for k, v in overrides.items() if v is not None}})
+    except (ValueError, FileNotFoundError) as err:
+        raise typer.BadParameter(str(err), param_hint="--config") from err
 
 
 @app.command()
 def demo(
-    output_dir: Path = typer.Option(Path("wsae_report"), help="Report folder (results.json, report.md, comparison.png, saes/)."),
-    scale: float = typer.Option(1.0, help="Multiply the token budget and evaluation size (e.g. 10 for a longer run)."),
-    layer: int = typer.Option(None, help="Layer whose residual stream is used (default: the middle layer)."),
-    alpha: float = typer.Option(1.0, help="WSAE exponent α in γ_i = Var_i^α."),
-    seed: int = typer.Option(0, help="Seed shared by both SAEs (initial weights, data order)."),
-    model_name: str = typer.Option("embedded:smollm2-135m", help="Model (embedded default or a transformer-lens name)."),
-    dataset_path: str = typer.Option("embedded:english", help="Text corpus (embedded default or a hub dataset)."),
-    keep_activations: bool = typer.Option(False, help="Keep the activation cache (output_dir/activations)."),
+    config: Path = typer.Option(None, help="YAML of ComparisonConfig fields (arms, epochs, training_tokens, ...)."),
+    output_dir: Path = typer.Option(None, help=f"Report folder [default: {DEFAULTS.output_dir}]."),
+    scale: float = typer.Option(1.0, help="Multiply the cached tokens and held-out rows (e.g. 10 for a longer run)."),
+    layer: int = typer.Option(None, help="Layer whose residual stream is used [default: the middle layer]."),
+    epochs: int = typer.Option(None, help=f"Epochs over the cache [default: {DEFAULTS.epochs}]."),
+    seed: int = typer.Option(None, help=f"Seed shared by every SAE (initial weights, data order) [default: {DEFAULTS.seed}]."),
+    model_name: str = typer.Option(None, help=f"Model [default: {DEFAULTS.model_name}; or a transformer-lens name]."),
+    dataset_path: str = typer.Option(None, help=f"Text corpus [default: {DEFAULTS.dataset_path}; or a hub dataset]."),
+    keep_activations: bool = typer.Option(None, help="Keep the activation cache (output_dir/activations)."),
 ) -> None:
-    """Cache activations, estimate Γ, train SAELens topk and weighted_topk, evaluate both, write a report."""
-    from wsae_lens.pipeline.comparison import ComparisonConfig
-    from wsae_lens.pipeline.demo import comparison_table, run_demo
+    """Cache activations, train the arms (default: SAELens topk vs weighted_topk), evaluate, write a report."""
+    from wsae_lens.pipeline.demo import run_demo
+    from wsae_lens.pipeline.report import comparison_table
 
-    cfg = ComparisonConfig(model_name=model_name, dataset_path=dataset_path, layer=layer, alpha=alpha, seed=seed,
-                           output_dir=str(output_dir), keep_activations=keep_activations)
+    cfg = comparison_config(config, dict(
+        output_dir=None if output_dir is None else str(output_dir), layer=layer, epochs=epochs, seed=seed,
+        model_name=model_name, dataset_path=dataset_path, keep_activations=keep_activations))
     result = run_demo(cfg, scale=scale)
     typer.echo(comparison_table(result))
-    typer.echo(f"Report written to {output_dir}/ (report.md, results.json, comparison.png, saes/)")
+    typer.echo(f"Token filter: {result.filtered}; report written to {cfg.output_dir}/ "
+               "(report.md, results.json, comparison.png, saes/)")

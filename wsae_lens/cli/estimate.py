@@ -15,28 +15,24 @@ from typing import Any
 
 import typer
 
+from wsae_lens.activations import DEFAULT_OUTLIER_NORM_RATIO, TokenFilter
 from wsae_lens.cli.app import app
 
 
-def runner_config_store(config: Path) -> tuple[Any, int]:
-    """An ActivationsStore for a runner config YAML, and the config's weighting token budget."""
-    from sae_lens import LanguageModelSAERunnerConfig
-    from sae_lens.load_model import load_model
-    from sae_lens.training.activations_store import ActivationsStore
+def runner_config_store(config: Path, outlier_norm_ratio: float | None = None) -> tuple[Any, int]:
+    """A filtered ActivationsStore for a runner config YAML (embedded names resolved), and its Γ token budget.
 
-    from wsae_lens.cli.train import load_runner_config_dict
-    from wsae_lens.training import DEFAULT_WEIGHTING_TOKENS
+    ``outlier_norm_ratio`` overrides the config's (0: no outlier rule)."""
+    from wsae_lens.activations import FilteredActivationsStore, TokenFilter
+    from wsae_lens.cli.train import read_runner_config
+    from wsae_lens.estimators.entry import weighting_token_budget
 
-    cfg = LanguageModelSAERunnerConfig.from_dict(load_runner_config_dict(config))
-    model = load_model(
-        cfg.model_class_name,
-        cfg.model_name,
-        device=cfg.llm_device,
-        model_from_pretrained_kwargs=cfg.model_from_pretrained_kwargs,
-        hook_names=[cfg.hook_name],
-    )
-    budget = int(getattr(cfg.sae, "weighting_tokens", 0)) or min(DEFAULT_WEIGHTING_TOKENS, int(cfg.training_tokens))
-    return ActivationsStore.from_config(model, cfg), budget
+    inputs = read_runner_config(config, load_hub_model=True)
+    cfg = inputs.runner_config()
+    store = FilteredActivationsStore.from_config(inputs.model, cfg, override_dataset=inputs.dataset)
+    ratio = inputs.outlier_norm_ratio if outlier_norm_ratio is None else outlier_norm_ratio or None
+    store.token_filter = TokenFilter(special_token_ids=store.exclude_special_tokens, outlier_norm_ratio=ratio)
+    return store, weighting_token_budget(int(getattr(cfg.sae, "weighting_tokens", 0)), int(cfg.training_tokens))
 
 
 def save_gamma_histogram(gamma: Any, path: Path, title: str) -> Path:
@@ -67,11 +63,14 @@ def estimate(
     ),
     output: Path = typer.Option(..., "--output", "-o", help="Γ safetensors file to write (key 'gamma')."),
     weighting: str = typer.Option("variance", help="Proxy: variance | semantic_consistency."),
-    alpha: float = typer.Option(1.0, help="Exponent α >= 0 in γ_i = s_i^α."),
+    alpha: float = typer.Option(1.0, help="Exponent α in γ_i = s_i^α."),
     max_tokens: int = typer.Option(0, help="Tokens to read (0: all of a cached directory; the config's budget for a YAML)."),
     floor: float = typer.Option(1e-3, help="Zero scores are raised to floor × the largest score."),
     threshold: float = typer.Option(1e-6, help="semantic_consistency: active when |x_i|/‖x‖ > threshold."),
     hook_name: str = typer.Option(None, help="Activation column of a cached directory with several hooks."),
+    outlier_norm_ratio: float = typer.Option(
+        None, help="Leave out tokens whose norm exceeds this × the median norm (default: the config's, else "
+        f"{DEFAULT_OUTLIER_NORM_RATIO:g}; 0: keep every norm)."),
     histogram: Path = typer.Option(None, help="Also write a histogram of γ to this PNG."),
     top: int = typer.Option(5, help="How many most/least weighted dimensions to print."),
     overwrite: bool = typer.Option(False, help="Replace an existing output file."),
@@ -79,13 +78,11 @@ def estimate(
     """Estimate Γ from activations, save it, and print a summary."""
     from wsae_lens import save_gamma
     from wsae_lens.architectures.weighting import ESTIMATED_WEIGHTINGS
-    from wsae_lens.estimators import describe_gamma, estimate_gamma
-    from wsae_lens.estimators.sources import TokenCounter, iter_activation_batches
+    from wsae_lens.estimators import describe_gamma
+    from wsae_lens.estimators.entry import estimate_gamma_from_activations
 
     if weighting not in ESTIMATED_WEIGHTINGS:
         raise typer.BadParameter(f"{weighting!r} is not estimated; choose one of {list(ESTIMATED_WEIGHTINGS)}.", param_hint="--weighting")
-    if not (alpha >= 0):
-        raise typer.BadParameter(f"alpha must be >= 0, got {alpha}.", param_hint="--alpha")
     if max_tokens < 0:
         raise typer.BadParameter(f"max_tokens must be >= 0, got {max_tokens}.", param_hint="--max-tokens")
     if output.exists() and not overwrite:
@@ -96,24 +93,29 @@ def estimate(
     budget: int | None = max_tokens or None
     if source.is_dir():
         activations: Any = source
+        ratio = DEFAULT_OUTLIER_NORM_RATIO if outlier_norm_ratio is None else outlier_norm_ratio or None
+        token_filter = TokenFilter(outlier_norm_ratio=ratio)
     elif source.suffix in (".yaml", ".yml"):
-        activations, config_budget = runner_config_store(source)
+        activations, config_budget = runner_config_store(source, outlier_norm_ratio)
+        token_filter = activations.token_filter
         budget = budget or config_budget
     else:
         raise typer.BadParameter(
             f"{source} is neither a cached-activations directory nor a runner config YAML.", param_hint="SOURCE"
         )
     estimator_kwargs: dict[str, Any] = {"threshold": threshold} if weighting == "semantic_consistency" else {}
-    batches = TokenCounter(iter_activation_batches(activations, max_tokens=budget, hook_name=hook_name))
     try:
-        gamma = estimate_gamma(batches, weighting=weighting, alpha=alpha, max_tokens=budget, floor=floor, **estimator_kwargs)
+        gamma, tokens, filtered = estimate_gamma_from_activations(
+            activations, weighting, alpha, max_tokens=budget, hook_name=hook_name, token_filter=token_filter,
+            floor=floor, **estimator_kwargs)
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="SOURCE") from err
-    metadata = {"weighting": weighting, "alpha": str(alpha), "tokens": str(batches.tokens), "source": str(source)}
+    metadata = {"weighting": weighting, "alpha": str(alpha), "tokens": str(tokens), "source": str(source)}
     save_gamma(gamma, output, metadata=metadata)
 
     summary = describe_gamma(gamma, top=top)
-    typer.echo(f"Γ ({weighting}, α={alpha}, {batches.tokens:,} tokens, d_in={summary['d_in']}) -> {output}")
+    typer.echo(f"Γ ({weighting}, α={alpha}, {tokens:,} tokens, d_in={summary['d_in']}) -> {output}")
+    typer.echo(f"  token filter: {filtered.describe()}")
     typer.echo(f"  min {summary['min']:.4g}   median {summary['median']:.4g}   max {summary['max']:.4g}   mean γ² {summary['mean_square']:.4g}")
     typer.echo("  most weighted:  " + ", ".join(f"{i}: {g:.4g}" for i, g in summary["most_weighted"]))
     typer.echo("  least weighted: " + ", ".join(f"{i}: {g:.4g}" for i, g in summary["least_weighted"]))

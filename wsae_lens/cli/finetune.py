@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-import yaml
 
 from wsae_lens.cli.app import app
 
@@ -24,18 +23,13 @@ def finetune(
     Model, hook and context size default to the SAE's own metadata; `model_name: "embedded:smollm2-135m"`
     and `dataset_path: "embedded:english"` select the offline embedded defaults.
     """
+    from wsae_lens.cli.train import read_runner_config
     from wsae_lens.pipeline.finetune import finetune_sae
-    from wsae_lens.pipeline.loading import runner_inputs
 
-    if not config.is_file():
-        raise typer.BadParameter(f"{config} does not exist.", param_hint="CONFIG")
-    overrides = yaml.safe_load(config.read_text()) or {}
-    if not isinstance(overrides, dict):
-        raise typer.BadParameter(f"{config} must hold a mapping of runner config fields.", param_hint="CONFIG")
-    overrides.setdefault("logger", {"log_to_wandb": False})
-    model, dataset = runner_inputs(overrides)
-    sae = finetune_sae(source, overrides, sae_id=sae_id, weighting=weighting, alpha=alpha,
-                       weighting_tokens=weighting_tokens, model=model, dataset=dataset)
+    inputs = read_runner_config(config, require_sae=False)
+    sae = finetune_sae(source, inputs.config, sae_id=sae_id, weighting=weighting, alpha=alpha,
+                       weighting_tokens=weighting_tokens, model=inputs.model, dataset=inputs.dataset,
+                       outlier_norm_ratio=inputs.outlier_norm_ratio)
     typer.echo(f"Fine-tuned weighted_topk SAE (d_in={sae.cfg.d_in}, d_sae={sae.cfg.d_sae}, Γ from {sae.cfg.weighting}).")
-    if overrides.get("output_path"):
-        typer.echo(f"Saved to {overrides['output_path']}")
+    if inputs.config.get("output_path"):
+        typer.echo(f"Saved to {inputs.config['output_path']}")

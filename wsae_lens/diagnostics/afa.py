@@ -32,7 +32,7 @@ import torch
 from sae_lens import SAE
 from tqdm.auto import tqdm
 
-from wsae_lens.estimators.sources import iter_activation_batches
+from wsae_lens.activations.sources import iter_activation_batches
 
 DEFAULT_QUANTILES: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
 DEFAULT_CONES: tuple[float, ...] = (0.25, 0.5, 1.0)
@@ -193,14 +193,14 @@ def afa_diagnostics(
 
     ``source``: a tensor [..., d_in], an iterable of tensors, a SAELens ``ActivationsStore`` (then
     ``max_tokens`` is required) or a SAELens cached-activations directory (see
-    :func:`wsae_lens.estimators.sources.iter_activation_batches`). Tokens are processed ``batch_size`` at
+    :func:`wsae_lens.activations.iter_activation_batches`). Tokens are processed ``batch_size`` at
     a time; ``hook_name`` picks the column of a cached directory (default: the SAE's hook, else the only one).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be ≥ 1; got {batch_size}.")
     if hook_name is None and isinstance(source, (str, Path)) and Path(source).is_dir():
         hook_name = sae.cfg.metadata.get("hook_name")
-        from wsae_lens.estimators.sources import cached_activations_hook_name
+        from wsae_lens.activations.sources import cached_activations_hook_name
 
         try:
             cached_activations_hook_name(Path(source), hook_name)

@@ -23,7 +23,7 @@ from wsae_lens.estimators.semantic_consistency import (
     estimate_semantic_consistency,
     latent_semantic_consistency,
 )
-from wsae_lens.estimators.sources import ActivationBatch, iter_activation_batches
+from wsae_lens.activations.sources import ActivationBatch, iter_activation_batches
 from wsae_lens.estimators.variance import StreamingMoments, estimate_variance
 
 

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from wsae_lens.estimators.sources import iter_activation_batches
+from wsae_lens.activations.sources import iter_activation_batches
 
 DEFAULT_ACTIVE_THRESHOLD = 1e-6
 """Default ε: dimension i is active on sample t when |x_{t,i}| / ‖x_t‖ > ε."""

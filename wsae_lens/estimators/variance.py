@@ -161,12 +161,12 @@ def estimate_variance(
 ) -> torch.Tensor:
     """Per-dimension variance of the activations in ``source`` (float64 [d_in]).
 
-    ``source`` is anything :func:`wsae_lens.estimators.sources.iter_activation_batches` accepts: an
+    ``source`` is anything :func:`wsae_lens.activations.iter_activation_batches` accepts: an
     iterable of [tokens, d_in] tensors, a SAELens ``ActivationsStore`` or a cached-activations
     directory. At most ``max_tokens`` tokens are read. Under ``torch.distributed`` the result is the
     variance over every rank's tokens.
     """
-    from wsae_lens.estimators.sources import iter_activation_batches
+    from wsae_lens.activations.sources import iter_activation_batches
 
     moments = StreamingMoments()
     bar = tqdm(total=max_tokens, desc="Estimating variance", unit="tok", disable=not progress)

@@ -1,17 +1,16 @@
-"""SAE vs WSAE on one real model: cache → estimate Γ → train both → evaluate → save.
+"""Several SAEs on one real model, trained and judged the same way: cache → filter → train arms → evaluate.
 
-The one pipeline behind ``wsae-lens demo`` (:mod:`wsae_lens.pipeline.demo`) and the integration test:
+The pipeline behind ``wsae-lens demo`` (:mod:`wsae_lens.pipeline.demo`), the sweep and the tests:
 
-1. activations at ``blocks.{layer}.hook_resid_post`` are cached once with SAELens's
-   ``CacheActivationsRunner`` (:mod:`wsae_lens.pipeline.caching`);
-2. Γ is estimated from the cache (variance proxy, :func:`wsae_lens.estimators.estimate_gamma`; special
-   tokens such as BOS are left out, as SAELens's training store leaves them out);
-3. SAELens ``topk`` and wsae_lens ``weighted_topk`` are trained by SAELens's runner from the cache
-   (``use_cached_activations``) with the same seed, initial weights, token budget and batch order, so
-   they see byte-identical activations;
-4. both are evaluated with SAELens's ``run_evals`` on held-out text (explained variance, MSE, L0,
-   dead latents, CE-loss score) and with the semantic consistency of their latents against token ids
-   (:func:`wsae_lens.estimators.latent_semantic_consistency`).
+1. **plan rows**: the corpus is split into training rows (cached) and held-out rows (evaluation);
+2. **cache** ``blocks.{layer}.hook_resid_post`` of the training rows once with SAELens's
+   ``CacheActivationsRunner`` (:mod:`wsae_lens.pipeline.caching`), then read it back into memory through
+   the token filter (special tokens, outliers above ``outlier_norm_ratio`` × the median norm);
+3. **train each arm** (:class:`Arm`: a name, an architecture, SAE overrides) for ``epochs`` over the kept
+   tokens with SAELens's trainer (:func:`wsae_lens.pipeline.cached_training.train_on_activations`), with
+   the same seed, initial weights and batch order; an arm with an estimated weighting gets Γ from the
+   same kept tokens (:func:`wsae_lens.estimators.estimate_sae_gamma`);
+4. **evaluate each arm** on the held-out rows (:mod:`wsae_lens.pipeline.evaluation`).
 """
 
 from __future__ import annotations
@@ -21,44 +20,69 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from wsae_lens.activations import DEFAULT_OUTLIER_NORM_RATIO, TokenFilter, iter_activation_batches, special_token_ids
 from wsae_lens.pipeline.caching import cache_activations, cache_config
 from wsae_lens.pipeline.embedded import EMBEDDED_DATASET_NAME, EMBEDDED_MODEL_NAME
-from wsae_lens.pipeline.loading import is_embedded, load_language_model, load_text_dataset
+from wsae_lens.pipeline.loading import DEAD_AFTER_TOKENS, LR_WARM_UP_FRACTION, is_embedded, load_language_model, load_text_dataset
 
-ARCHITECTURES_COMPARED = ("topk", "weighted_topk")
 CACHE_BATCHES_PER_SHARD = 8
 """Model batches per cache shard; the cached token count is a whole number of shards."""
+
+
+@dataclass
+class Arm:
+    """One SAE of a comparison: its ``name`` (folder and column), SAELens ``architecture`` and SAE config
+    overrides (``k``, ``weighting``, ``weighting_alpha``, ...), on top of the comparison's shared fields."""
+
+    name: str
+    architecture: str
+    sae: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | Arm) -> Arm:
+        if isinstance(data, Arm):
+            return data
+        unknown = set(data) - {"name", "architecture", "sae"}
+        if unknown or "name" not in data or "architecture" not in data:
+            raise ValueError(f"an arm needs `name` and `architecture` (and optionally `sae:` overrides); got {data}.")
+        return cls(str(data["name"]), str(data["architecture"]), dict(data.get("sae") or {}))
+
+
+DEFAULT_ARMS: tuple[Arm, ...] = (
+    Arm("topk", "topk"),
+    Arm("weighted_topk", "weighted_topk", {"weighting": "variance", "weighting_alpha": 1.0}),
+)
 
 
 @dataclass
 class ComparisonConfig:
     """What to compare and with what budget (defaults: the demo on the embedded SmolLM2-135M).
 
-    ``layer=None`` takes the middle layer (n_layers // 2). ``training_tokens`` are cached once and
-    read by both SAEs (rounded down to whole cache shards); if the corpus is smaller, training
-    cycles over the cache.
+    ``layer=None`` takes the middle layer (n_layers // 2). ``training_tokens`` are cached once (rounded
+    down to whole cache shards) and read ``epochs`` times by every arm. ``arms`` lists the SAEs
+    (:class:`Arm` or dicts); ``k`` and ``expansion_factor`` are shared defaults an arm may override.
     """
 
     model_name: str = EMBEDDED_MODEL_NAME
     dataset_path: str = EMBEDDED_DATASET_NAME
     layer: int | None = None
     context_size: int = 128
-    training_tokens: int = 204_800
+    training_tokens: int = 163_840
+    epochs: int = 6
     expansion_factor: int = 8
     k: int = 32
-    weighting: str = "variance"
-    alpha: float = 1.0
-    lr: float = 5e-4
+    lr: float = 1e-3
     train_batch_size_tokens: int = 1024
-    model_batch_size: int = 8
-    eval_batch_size_prompts: int = 8
-    n_eval_batches: int = 4
-    consistency_tokens: int = 16_384
+    model_batch_size: int = 32
+    outlier_norm_ratio: float | None = DEFAULT_OUTLIER_NORM_RATIO
+    arms: list[Any] = field(default_factory=lambda: [asdict(arm) for arm in DEFAULT_ARMS])
+    eval_rows: int = 32
+    held_out_rows: int = 160
     seed: int = 0
     device: str = "cpu"
     output_dir: str = "wsae_report"
@@ -66,26 +90,32 @@ class ComparisonConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("context_size", "training_tokens", "expansion_factor", "k", "train_batch_size_tokens",
-                     "model_batch_size", "eval_batch_size_prompts", "n_eval_batches", "consistency_tokens"):
+        for name in ("context_size", "training_tokens", "epochs", "expansion_factor", "k", "train_batch_size_tokens",
+                     "model_batch_size", "eval_rows", "held_out_rows"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
-        if self.alpha < 0:
-            raise ValueError(f"alpha must be >= 0 (γ_i = s_i^α), got {self.alpha}.")
+        if self.eval_rows > self.held_out_rows:
+            raise ValueError(f"eval_rows ({self.eval_rows}) must be at most held_out_rows ({self.held_out_rows}).")
+        arms = [Arm.from_dict(arm) for arm in self.arms]
+        if not arms or len({arm.name for arm in arms}) != len(arms):
+            raise ValueError(f"arms must be a non-empty list with distinct names, got {[a.name for a in arms]}.")
+        self.arms = arms
 
 
 @dataclass
 class ComparisonResult:
-    """Per-architecture metrics, Γ statistics and where everything was written."""
+    """Per-arm metrics, training curves, Γ summaries and where everything was written."""
 
     config: dict[str, Any]
     hook_name: str
     d_in: int
-    d_sae: int
     cached_tokens: int
-    gamma_tokens: int
-    gamma_summary: dict[str, float]
+    kept_tokens: int
+    token_filter: dict[str, Any]
+    filtered: dict[str, int]
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    gamma_summary: dict[str, dict[str, float]] = field(default_factory=dict)
     sae_paths: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -93,175 +123,95 @@ class ComparisonResult:
         return json.dumps(asdict(self), indent=2)
 
 
-def special_token_ids(tokenizer: Any) -> torch.Tensor:
-    """Token ids SAELens's training store leaves out (``exclude_special_tokens=True``)."""
-    from sae_lens.util import get_special_token_ids
-
-    return torch.tensor(sorted(get_special_token_ids(tokenizer)) if tokenizer is not None else [], dtype=torch.long)
-
-
-def _without_special_tokens(batches: Iterator[Any], special: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    for batch in batches:
-        keep = ~torch.isin(batch.labels, special)
-        yield batch.activations[keep], batch.labels[keep]
-
-
-def estimate_gamma_from_cache(
-    cache_dir: str | Path, tokenizer: Any, weighting: str = "variance", alpha: float = 1.0, progress: bool = True
-) -> tuple[torch.Tensor, int]:
-    """Γ from a cached-activations directory (special tokens left out); returns (Γ, tokens read)."""
-    from wsae_lens.estimators import estimate_gamma, iter_activation_batches
-
-    special = special_token_ids(tokenizer)
-    counted = {"tokens": 0}
-
-    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for acts, labels in _without_special_tokens(iter_activation_batches(cache_dir), special):
-            counted["tokens"] += acts.shape[0]
-            yield acts, labels
-
-    gamma = estimate_gamma(batches(), weighting=weighting, alpha=alpha, progress=progress)
-    return gamma, counted["tokens"]
-
-
-def runner_config_dict(cfg: ComparisonConfig, architecture: str, hook_name: str, d_in: int,
-                       cache_dir: Path, output_path: Path, training_tokens: int) -> dict[str, Any]:
-    """The SAELens runner config (as ``LanguageModelSAERunnerConfig.from_dict`` takes) for one architecture."""
-    sae: dict[str, Any] = {"architecture": architecture, "d_in": d_in, "d_sae": d_in * cfg.expansion_factor, "k": cfg.k,
-                           "normalize_activations": "expected_average_only_in"}
-    if architecture.startswith("weighted"):
-        sae.update(weighting=cfg.weighting, weighting_alpha=cfg.alpha)
+def runner_config_dict(cfg: ComparisonConfig, arm: Arm, hook_name: str, d_in: int, output_path: Path) -> dict[str, Any]:
+    """The SAELens runner config of one arm (``LanguageModelSAERunnerConfig.from_dict`` input)."""
+    steps = cfg.epochs * cfg.training_tokens // cfg.train_batch_size_tokens
+    sae = {"architecture": arm.architecture, "d_in": d_in, "d_sae": d_in * cfg.expansion_factor, "k": cfg.k,
+           "normalize_activations": "expected_average_only_in", **arm.sae}
     return {
-        "sae": sae,
-        "model_name": cfg.model_name,
-        "hook_name": hook_name,
-        "dataset_path": cfg.dataset_path,
-        "is_dataset_tokenized": True,
-        "streaming": False,
-        "context_size": cfg.context_size,
-        "prepend_bos": False,
-        "use_cached_activations": True,
-        "cached_activations_path": str(cache_dir),
-        "training_tokens": training_tokens,
-        "train_batch_size_tokens": cfg.train_batch_size_tokens,
-        "store_batch_size_prompts": cfg.model_batch_size,
-        # SAELens mixes in a buffer of n_batches_in_buffer × context_size tokens; keep it ≥ 2 training batches
-        "n_batches_in_buffer": max(2, 2 * -(-cfg.train_batch_size_tokens // cfg.context_size)),
-        "lr": cfg.lr,
-        "seed": cfg.seed,
-        "device": cfg.device,
-        "act_store_device": cfg.device,
-        "logger": {"log_to_wandb": False},
-        "checkpoint_path": str(output_path.parent / "checkpoints" / architecture),
-        "n_checkpoints": 0,
-        "output_path": str(output_path),
-        "exclude_special_tokens": True,
-        "verbose": False,
+        "sae": sae, "model_name": cfg.model_name, "hook_name": hook_name, "dataset_path": cfg.dataset_path,
+        "is_dataset_tokenized": True, "context_size": cfg.context_size, "prepend_bos": False,
+        "training_tokens": cfg.epochs * cfg.training_tokens, "train_batch_size_tokens": cfg.train_batch_size_tokens,
+        "lr": cfg.lr, "lr_warm_up_steps": int(LR_WARM_UP_FRACTION * steps),
+        "dead_feature_window": max(1, -(-DEAD_AFTER_TOKENS // cfg.train_batch_size_tokens)),
+        "seed": cfg.seed, "device": cfg.device, "act_store_device": cfg.device, "logger": {"log_to_wandb": False},
+        "n_checkpoints": 0, "output_path": str(output_path), "exclude_special_tokens": True, "verbose": False,
     }
 
 
-def train_from_cache(
-    cfg_dict: dict[str, Any], model: Any, dataset: Any, seed: int, gamma: torch.Tensor | None = None,
-    gamma_tokens: int = 0,
-) -> Any:
-    """Train one SAE with SAELens's runner from the cache; Γ (if given) is set before the first step."""
-    from sae_lens import LanguageModelSAERunnerConfig
-    from sae_lens.saes.sae import TrainingSAE, TrainingSAEConfig
-
-    from wsae_lens.training import WeightedSAETrainingRunner
-
-    runner_cfg = LanguageModelSAERunnerConfig.from_dict(cfg_dict)
-    torch.manual_seed(seed)  # identical initial weights for every architecture
-    sae = TrainingSAE.from_dict(TrainingSAEConfig.from_dict(runner_cfg.get_training_sae_cfg_dict()).to_dict())
-    if gamma is not None:
-        sae.set_gamma(gamma, weighting=sae.cfg.weighting, alpha=sae.cfg.weighting_alpha, tokens=gamma_tokens)
-    torch.manual_seed(seed)
-    return WeightedSAETrainingRunner(runner_cfg, override_dataset=dataset, override_model=model, override_sae=sae).run()
-
-
-@torch.no_grad()
-def hook_activation_batches(model: Any, dataset: Any, hook_name: str, layer: int, special: torch.Tensor,
-                            batch_prompts: int = 8) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(activations, token ids) at ``hook_name`` for the rows of a pre-tokenised dataset, special tokens removed."""
-    rows = dataset[:]["input_ids"]
-    for start in range(0, rows.shape[0], batch_prompts):
-        tokens = rows[start : start + batch_prompts]
-        _, cache = model.run_with_cache(tokens, names_filter=[hook_name], stop_at_layer=layer + 1)
-        acts, ids = cache[hook_name].reshape(-1, cache[hook_name].shape[-1]), tokens.reshape(-1)
-        keep = ~torch.isin(ids, special)
-        yield acts[keep], ids[keep]
-
-
-def evaluate_sae(sae: Any, model: Any, eval_dataset: Any, consistency_dataset: Any, cfg: ComparisonConfig,
-                 layer: int) -> dict[str, float]:
-    """SAELens ``run_evals`` metrics and latent semantic consistency (token-id labels) on held-out text."""
-    from sae_lens.evals import EvalConfig, run_evals
-    from sae_lens.training.activation_scaler import ActivationScaler
-    from sae_lens.training.activations_store import ActivationsStore
-
-    from wsae_lens.estimators import latent_semantic_consistency
-
-    store = ActivationsStore.from_sae(model, sae, dataset=eval_dataset, context_size=cfg.context_size, streaming=False,
-                                      store_batch_size_prompts=cfg.eval_batch_size_prompts, device=cfg.device)
-    eval_cfg = EvalConfig(
-        batch_size_prompts=cfg.eval_batch_size_prompts,
-        n_eval_reconstruction_batches=cfg.n_eval_batches,
-        compute_ce_loss=True,
-        n_eval_sparsity_variance_batches=cfg.n_eval_batches,
-        compute_sparsity_metrics=True,
-        compute_variance_metrics=True,
-        compute_featurewise_density_statistics=True,
-    )
-    metrics, feature_metrics = run_evals(sae, store, model, ActivationScaler(), eval_cfg, exclude_special_tokens=True)
-    density = torch.as_tensor(feature_metrics["feature_density"])
-    special = special_token_ids(model.tokenizer)
-    consistency = latent_semantic_consistency(
-        sae, hook_activation_batches(model, consistency_dataset, sae.cfg.metadata.hook_name, layer, special),
-        num_labels=model.cfg.d_vocab, progress=cfg.progress,
-    )
-    return {
-        "explained_variance": float(metrics["reconstruction_quality"]["explained_variance"]),
-        "mse": float(metrics["reconstruction_quality"]["mse"]),
-        "l0": float(metrics["sparsity"]["l0"]),
-        "dead_latents": float((density == 0).float().mean()),
-        "ce_loss_score": float(metrics["model_performance_preservation"]["ce_loss_score"]),
-        "ce_loss_with_sae": float(metrics["model_performance_preservation"]["ce_loss_with_sae"]),
-        "ce_loss_without_sae": float(metrics["model_performance_preservation"]["ce_loss_without_sae"]),
-        "semantic_consistency": float(consistency.mean),
-    }
-
-
-def training_rows(cfg: ComparisonConfig, dataset: Any, n_held_out_rows: int) -> tuple[int, Any]:
-    """(tokens to cache, the rows that hold them): at most ``cfg.training_tokens`` in whole cache shards,
-    taken from the front of ``dataset`` so that its last ``n_held_out_rows`` rows stay out for evaluation."""
+def plan_rows(cfg: ComparisonConfig, dataset: Any) -> tuple[int, Any, Any]:
+    """(tokens to cache, training rows, held-out rows): at most ``cfg.training_tokens`` in whole cache
+    shards from the front of ``dataset``; its last ``held_out_rows`` rows are held out."""
     shard_tokens = cfg.model_batch_size * cfg.context_size * CACHE_BATCHES_PER_SHARD
-    available = (len(dataset) - n_held_out_rows) * cfg.context_size
+    available = (len(dataset) - cfg.held_out_rows) * cfg.context_size
     cached_tokens = min(cfg.training_tokens, available) // shard_tokens * shard_tokens
     if cached_tokens <= 0:
         raise ValueError(f"{cfg.dataset_path} has {len(dataset)} rows of {cfg.context_size} tokens: too few for "
-                         f"{n_held_out_rows} held-out rows plus one cache shard ({shard_tokens} tokens).")
-    return cached_tokens, dataset.select(range(cached_tokens // cfg.context_size))
+                         f"{cfg.held_out_rows} held-out rows plus one cache shard ({shard_tokens} tokens).")
+    held_out = dataset.select(range(len(dataset) - cfg.held_out_rows, len(dataset)))
+    return cached_tokens, dataset.select(range(cached_tokens // cfg.context_size)), held_out
 
 
-def cache_training_rows(cfg: ComparisonConfig, model: Any, rows: Any, hook_name: str, d_in: int, tokens: int,
-                        cache_dir: Path) -> None:
+def cache_rows(cfg: ComparisonConfig, model: Any, rows: Any, hook_name: str, tokens: int, cache_dir: Path) -> None:
     """Cache ``hook_name`` activations of ``rows`` (``tokens`` of them) to ``cache_dir`` with SAELens's runner."""
+    if cache_dir.exists():
+        shutil.rmtree(cache_dir)
     cache_activations(
-        cache_config(model_name=cfg.model_name, dataset_path=cfg.dataset_path, hook_name=hook_name, d_in=d_in,
-                     tokens=tokens, context_size=cfg.context_size, output_dir=cache_dir,
+        cache_config(model_name=cfg.model_name, dataset_path=cfg.dataset_path, hook_name=hook_name,
+                     d_in=model.cfg.d_model, tokens=tokens, context_size=cfg.context_size, output_dir=cache_dir,
                      model_batch_size=cfg.model_batch_size, batches_per_shard=CACHE_BATCHES_PER_SHARD,
                      seed=cfg.seed, device=cfg.device),
         model=model, dataset=rows,
     )
 
 
+def load_kept_activations(cache_dir: Path, token_filter: TokenFilter) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every kept (activations, token ids) of a cache, in memory, through the one road."""
+    batches = list(iter_activation_batches(cache_dir, token_filter=token_filter))
+    return torch.cat([b.activations for b in batches]), torch.cat([b.labels for b in batches])
+
+
+def train_arm(cfg: ComparisonConfig, arm: Arm, hook_name: str, activations: torch.Tensor, held_out: torch.Tensor,
+              token_filter: TokenFilter, out: Path) -> tuple[Path, Any, dict[str, float] | None]:
+    """Build the arm's SAE (seeded weights), set Γ if its weighting is estimated, train, save; returns
+    (folder, training curve, Γ summary or None)."""
+    from sae_lens import LanguageModelSAERunnerConfig
+    from sae_lens.saes.sae import TrainingSAE, TrainingSAEConfig
+
+    from wsae_lens.architectures.weighting import ESTIMATED_WEIGHTINGS
+    from wsae_lens.estimators import describe_gamma
+    from wsae_lens.estimators.entry import estimate_sae_gamma
+    from wsae_lens.pipeline.cached_training import train_on_activations
+
+    path = out / "saes" / arm.name
+    runner_cfg = LanguageModelSAERunnerConfig.from_dict(runner_config_dict(cfg, arm, hook_name, activations.shape[1], path))
+    torch.manual_seed(cfg.seed)  # identical initial weights for every arm
+    sae = TrainingSAE.from_dict(TrainingSAEConfig.from_dict(runner_cfg.get_training_sae_cfg_dict()).to_dict())
+    gamma_summary = None
+    if getattr(sae.cfg, "weighting", "uniform") in ESTIMATED_WEIGHTINGS:
+        estimate = estimate_sae_gamma(sae, (activations,), token_filter=TokenFilter.keep_all(), progress=False)
+        summary = describe_gamma(estimate.gamma)
+        gamma_summary = {key: float(summary[key]) for key in ("min", "median", "max", "mean_square")}
+    sae, curve = train_on_activations(sae, runner_cfg, activations, epochs=cfg.epochs, seed=cfg.seed, held_out=held_out)
+    for key, value in (("hook_name", hook_name), ("model_name", cfg.model_name), ("dataset_path", cfg.dataset_path),
+                       ("context_size", cfg.context_size), ("prepend_bos", False), ("exclude_special_tokens", True)):
+        sae.cfg.metadata[key] = value
+    token_filter.record_in(sae)
+    path.mkdir(parents=True, exist_ok=True)
+    sae.save_inference_model(str(path))
+    (path / "runner_cfg.json").write_text(json.dumps(runner_cfg.to_dict(), default=str))
+    return path, curve, gamma_summary
+
+
 def run_comparison(cfg: ComparisonConfig, model: Any | None = None) -> ComparisonResult:
-    """Cache → estimate Γ → train topk and weighted_topk → evaluate → save (see the module docstring)."""
+    """Plan rows → cache → filter → train every arm → evaluate every arm (see the module docstring)."""
     from sae_lens import SAE
+
+    from wsae_lens.pipeline.evaluation import evaluate_sae, prepare_held_out
 
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    steps = tqdm(total=5, desc="SAE vs WSAE", disable=not cfg.progress)
+    steps = tqdm(total=4 + len(cfg.arms), desc="comparison", disable=not cfg.progress)
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -273,53 +223,45 @@ def run_comparison(cfg: ComparisonConfig, model: Any | None = None) -> Compariso
         steps.set_postfix_str(f"{name} done")
         steps.update()
 
-    if model is None:
-        model = load_language_model(cfg.model_name, device=cfg.device)
+    model = model if model is not None else load_language_model(cfg.model_name, device=cfg.device)
     layer = model.cfg.n_layers // 2 if cfg.layer is None else cfg.layer
     if not 0 <= layer < model.cfg.n_layers:
         raise ValueError(f"layer must be in [0, {model.cfg.n_layers - 1}] for {cfg.model_name}, got {layer}.")
-    hook_name, d_in = f"blocks.{layer}.hook_resid_post", model.cfg.d_model
-
-    n_eval_rows = cfg.eval_batch_size_prompts * cfg.n_eval_batches
-    n_consistency_rows = -(-cfg.consistency_tokens // cfg.context_size)
-    max_rows = None if is_embedded(cfg.dataset_path) else cfg.training_tokens // cfg.context_size + n_eval_rows + n_consistency_rows
+    hook_name = f"blocks.{layer}.hook_resid_post"
+    max_rows = None if is_embedded(cfg.dataset_path) else cfg.training_tokens // cfg.context_size + cfg.held_out_rows
     dataset = load_text_dataset(cfg.dataset_path, model.tokenizer, context_size=cfg.context_size, streaming=False,
                                 seed=cfg.seed, max_rows=max_rows)
-    cached_tokens, train_rows = training_rows(cfg, dataset, n_eval_rows + n_consistency_rows)
-    eval_rows = dataset.select(range(len(dataset) - n_eval_rows, len(dataset)))
-    consistency_rows = dataset.select(range(len(dataset) - n_eval_rows - n_consistency_rows, len(dataset) - n_eval_rows))
+    cached_tokens, train_rows, held_out_rows = plan_rows(cfg, dataset)
     lap("load")
 
     cache_dir = out / "activations"
-    if cache_dir.exists():
-        shutil.rmtree(cache_dir)
-    cache_training_rows(cfg, model, train_rows, hook_name, d_in, cached_tokens, cache_dir)
+    cache_rows(cfg, model, train_rows, hook_name, cached_tokens, cache_dir)
     lap("cache")
 
-    gamma, gamma_tokens = estimate_gamma_from_cache(cache_dir, model.tokenizer, cfg.weighting, cfg.alpha, cfg.progress)
-    lap("estimate")
+    token_filter = TokenFilter(special_token_ids=special_token_ids(model.tokenizer), outlier_norm_ratio=cfg.outlier_norm_ratio)
+    activations, _ = load_kept_activations(cache_dir, token_filter)
+    filtered = asdict(token_filter.counts)
+    held_out = prepare_held_out(model, held_out_rows[:]["input_ids"], hook_name, token_filter, cfg.eval_rows)
+    lap("filter")
 
-    result = ComparisonResult(
-        config=asdict(cfg), hook_name=hook_name, d_in=d_in, d_sae=d_in * cfg.expansion_factor,
-        cached_tokens=cached_tokens, gamma_tokens=gamma_tokens,
-        gamma_summary={"min": float(gamma.min()), "median": float(gamma.median()), "max": float(gamma.max()),
-                       "mean_square": float(gamma.pow(2).mean())},
-    )
-    for architecture in ARCHITECTURES_COMPARED:
-        path = out / "saes" / architecture
-        cfg_dict = runner_config_dict(cfg, architecture, hook_name, d_in, cache_dir, path, cfg.training_tokens)
-        weighted = architecture.startswith("weighted")
-        train_from_cache(cfg_dict, model, train_rows, cfg.seed, gamma if weighted else None, gamma_tokens)
-        result.sae_paths[architecture] = str(path)
-    lap("train")
+    result = ComparisonResult(config=asdict(cfg), hook_name=hook_name, d_in=activations.shape[1],
+                              cached_tokens=cached_tokens, kept_tokens=activations.shape[0],
+                              token_filter=token_filter.to_metadata(), filtered=filtered)
+    for arm in cfg.arms:
+        path, curve, gamma_summary = train_arm(cfg, arm, hook_name, activations, held_out.activations, token_filter, out)
+        result.sae_paths[arm.name] = str(path)
+        result.curves[arm.name] = asdict(curve)
+        if gamma_summary is not None:
+            result.gamma_summary[arm.name] = gamma_summary
+        lap(f"train {arm.name}")
 
-    for architecture, path in result.sae_paths.items():
-        sae = SAE.load_from_disk(path, device=cfg.device)
-        result.metrics[architecture] = evaluate_sae(sae, model, eval_rows, consistency_rows, cfg, layer)
+    for arm in cfg.arms:
+        sae = SAE.load_from_disk(result.sae_paths[arm.name], device=cfg.device)
+        result.metrics[arm.name] = evaluate_sae(sae, model, held_out)
+        result.metrics[arm.name]["dead_fraction_last_epoch"] = result.curves[arm.name]["dead_fraction"][-1]
     lap("evaluate")
     steps.close()
     result.seconds = seconds
     if not cfg.keep_activations:
         shutil.rmtree(cache_dir, ignore_errors=True)
-    shutil.rmtree(out / "saes" / "checkpoints", ignore_errors=True)
     return result

@@ -19,6 +19,7 @@ import torch
 from sae_lens import SAE, LanguageModelSAERunnerConfig
 from sae_lens.saes.topk_sae import TopKSAE, TopKTrainingSAE
 
+from wsae_lens.activations import DEFAULT_OUTLIER_NORM_RATIO, TokenFilter
 from wsae_lens.architectures.weighted_topk import WeightedTopKTrainingSAE, WeightedTopKTrainingSAEConfig
 
 CONVERTIBLE_ARCHITECTURES = ("topk", "weighted_topk")
@@ -100,11 +101,14 @@ def finetune_sae(
     weighting_tokens: int = 0,
     model: Any | None = None,
     dataset: Any | None = None,
+    outlier_norm_ratio: float | None = DEFAULT_OUTLIER_NORM_RATIO,
 ) -> WeightedTopKTrainingSAE:
     """Load a TopK SAE, convert it to ``weighted_topk``, estimate Γ and continue training.
 
     ``overrides`` are SAELens runner-config fields (``training_tokens``, ``lr``, ``output_path``, ...);
-    ``model`` / ``dataset`` are passed to the runner as overrides (e.g. the embedded model).
+    ``model`` / ``dataset`` are passed to the runner as overrides (e.g. the embedded model). The token
+    filter is the one the pretrained SAE records in its ``cfg.json``, else special tokens and tokens
+    above ``outlier_norm_ratio`` × the median norm. b_dec keeps its trained value.
     """
     from wsae_lens.training import WeightedSAETrainingRunner
 
@@ -112,5 +116,7 @@ def finetune_sae(
     weighted = to_weighted_topk(pretrained, weighting=weighting, alpha=alpha, weighting_tokens=weighting_tokens)
     runner_cfg = finetune_runner_config(weighted, overrides)
     weighted.cfg.metadata = pretrained.cfg.metadata
-    runner = WeightedSAETrainingRunner(runner_cfg, override_dataset=dataset, override_model=model, override_sae=weighted)
+    runner = WeightedSAETrainingRunner(runner_cfg, override_dataset=dataset, override_model=model, override_sae=weighted,
+                                       token_filter=TokenFilter.recorded_in(pretrained),
+                                       outlier_norm_ratio=outlier_norm_ratio, init_b_dec_from_data=False)
     return runner.run()

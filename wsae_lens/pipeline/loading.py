@@ -7,9 +7,13 @@ embedded default to use instead.
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from wsae_lens.pipeline.embedded import (
     EMBEDDED_DATASET_NAME,
@@ -42,6 +46,7 @@ def load_language_model(
     device: str | torch.device = "cpu",
     model_class_name: str = "HookedTransformer",
     model_from_pretrained_kwargs: dict[str, Any] | None = None,
+    n_ctx: int = 1024,
 ) -> Any:
     """``embedded:smollm2-135m`` → :func:`load_embedded_model`; anything else → SAELens's ``load_model``.
 
@@ -50,7 +55,7 @@ def load_language_model(
     if is_embedded(model_name):
         if model_name != EMBEDDED_MODEL_NAME:
             raise ValueError(f"model_name={model_name!r} is not an embedded model; the embedded default is {EMBEDDED_MODEL_NAME!r}.")
-        return load_embedded_model(device=device)
+        return load_embedded_model(device=device, n_ctx=n_ctx)
     from sae_lens.load_model import load_model
 
     try:
@@ -118,36 +123,110 @@ def _pretokenised(dataset: Any, tokenizer: Any, context_size: int, seed: int) ->
     return pretokenize_dataset(dataset, tokenizer, cfg)
 
 
-def runner_inputs(cfg_dict: dict[str, Any]) -> tuple[Any | None, Any | None]:
-    """Model and dataset overrides for SAELens's runner from a runner-config dict.
+DEAD_AFTER_TOKENS = 50_000
+"""A latent that has not fired for this many training tokens counts as dead (AuxK revives it)."""
 
-    ``model_name: "embedded:smollm2-135m"`` loads the embedded model and ``dataset_path: "embedded:..."``
-    the tokenised offline corpus (``is_dataset_tokenized`` is then set); hub names return ``None`` so
-    that SAELens loads them itself, as usual.
+LR_WARM_UP_FRACTION = 0.05
+"""Share of the training steps used for the learning-rate warm-up when the config sets none."""
+
+
+@dataclass
+class RunnerInputs:
+    """A runner config read by :func:`load_runner_config`: the SAELens dict, the overrides it needs, the filter.
+
+    ``config`` is what ``LanguageModelSAERunnerConfig.from_dict`` takes; ``model`` and ``dataset`` are
+    the embedded model/corpus (``None`` for hub names, which SAELens loads itself);
+    ``outlier_norm_ratio`` is the config's wsae_lens key (default 10; ``null`` turns the outlier rule off).
     """
-    model = dataset = None
-    context_size = int(cfg_dict.get("context_size") or 128)
-    if is_embedded(cfg_dict.get("model_name")):
-        if cfg_dict["model_name"] != EMBEDDED_MODEL_NAME:
-            raise ValueError(f"model_name={cfg_dict['model_name']!r} is not an embedded model; use {EMBEDDED_MODEL_NAME!r}.")
-        model = load_embedded_model(device=cfg_dict.get("device", "cpu"), n_ctx=max(1024, context_size))
-    if is_embedded(cfg_dict.get("dataset_path")):
-        if model is None:
-            from transformers import AutoTokenizer
 
-            try:
-                tokenizer = AutoTokenizer.from_pretrained(cfg_dict["model_name"])
-            except _hub_errors() as err:
-                raise HubUnavailableError(
-                    f"dataset_path={cfg_dict['dataset_path']!r} is tokenised with the model's tokenizer, but "
-                    f"{cfg_dict['model_name']!r}'s tokenizer could not be loaded ({err}); use model_name={EMBEDDED_MODEL_NAME!r}."
-                ) from err
-        else:
-            tokenizer = model.tokenizer
-        dataset = load_text_dataset(cfg_dict["dataset_path"], tokenizer, context_size=context_size,
-                                    seed=int(cfg_dict.get("seed", 0)))
-        cfg_dict["is_dataset_tokenized"] = True
-    return model, dataset
+    config: dict[str, Any]
+    model: Any | None
+    dataset: Any | None
+    outlier_norm_ratio: float | None
+    filled_defaults: dict[str, Any]
+
+    def runner_config(self) -> Any:
+        from sae_lens import LanguageModelSAERunnerConfig
+
+        return LanguageModelSAERunnerConfig.from_dict(self.config)
+
+    def runner(self, **kwargs: Any) -> Any:
+        """A :class:`~wsae_lens.WeightedSAETrainingRunner` for this config (keyword arguments go to it)."""
+        from wsae_lens.training import WeightedSAETrainingRunner
+
+        return WeightedSAETrainingRunner(self.runner_config(), override_dataset=self.dataset, override_model=self.model,
+                                         outlier_norm_ratio=self.outlier_norm_ratio, **kwargs)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping from ``path``; ``ValueError`` naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist.")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path} is not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a mapping of config fields, got {type(data).__name__}.")
+    return data
+
+
+def load_runner_config(
+    source: str | Path | dict[str, Any], *, require_sae: bool = True, load_hub_model: bool = False
+) -> RunnerInputs:
+    """A SAELens runner config (YAML path or dict; the input is not mutated) resolved for wsae_lens.
+
+    * ``model_name: "embedded:smollm2-135m"`` / ``dataset_path: "embedded:..."`` load the offline
+      defaults (``is_dataset_tokenized`` is then set); hub names are loaded by SAELens as usual, or here
+      with ``load_hub_model=True``.
+    * ``outlier_norm_ratio`` (wsae_lens) is taken out of the dict for the token filter.
+    * Short-budget defaults fill SAELens fields the config leaves unset: ``dead_feature_window`` =
+      :data:`DEAD_AFTER_TOKENS` / ``train_batch_size_tokens`` steps, ``lr_warm_up_steps`` =
+      :data:`LR_WARM_UP_FRACTION` of the steps; ``logger`` defaults to no wandb.
+    """
+    from wsae_lens.activations import DEFAULT_OUTLIER_NORM_RATIO
+
+    cfg = copy.deepcopy(read_config_file(source) if isinstance(source, (str, Path)) else source)
+    name = str(source) if isinstance(source, (str, Path)) else "the config"
+    if require_sae and (not isinstance(cfg.get("sae"), dict) or "architecture" not in cfg["sae"]):
+        raise ValueError(f"{name} needs an `sae:` mapping with an `architecture:` field (e.g. weighted_topk).")
+    outlier_norm_ratio = cfg.pop("outlier_norm_ratio", DEFAULT_OUTLIER_NORM_RATIO)
+    cfg.setdefault("logger", {"log_to_wandb": False})
+    filled: dict[str, Any] = {}
+    if require_sae:
+        batch = int(cfg.get("train_batch_size_tokens", 4096))
+        steps = max(1, int(cfg.get("training_tokens", 2_000_000)) // batch)
+        filled = {"dead_feature_window": max(1, -(-DEAD_AFTER_TOKENS // batch)),
+                  "lr_warm_up_steps": int(LR_WARM_UP_FRACTION * steps)}
+        filled = {key: value for key, value in filled.items() if key not in cfg}
+        cfg.update(filled)
+
+    model = dataset = None
+    context_size = int(cfg.get("context_size") or 128)
+    device = cfg.get("device", "cpu")
+    if is_embedded(cfg.get("model_name")) or load_hub_model:
+        model = load_language_model(cfg["model_name"], device=device, n_ctx=max(1024, context_size),
+                                    model_class_name=cfg.get("model_class_name", "HookedTransformer"),
+                                    model_from_pretrained_kwargs=cfg.get("model_from_pretrained_kwargs"))
+    if is_embedded(cfg.get("dataset_path")):
+        tokenizer = model.tokenizer if model is not None else _hub_tokenizer(cfg)
+        dataset = load_text_dataset(cfg["dataset_path"], tokenizer, context_size=context_size,
+                                    seed=int(cfg.get("seed", 0)))
+        cfg["is_dataset_tokenized"] = True
+    return RunnerInputs(cfg, model, dataset, outlier_norm_ratio, filled)
+
+
+def _hub_tokenizer(cfg: dict[str, Any]) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(cfg["model_name"])
+    except _hub_errors() as err:
+        raise HubUnavailableError(
+            f"dataset_path={cfg['dataset_path']!r} is tokenised with the model's tokenizer, but "
+            f"{cfg['model_name']!r}'s tokenizer could not be loaded ({err}); use model_name={EMBEDDED_MODEL_NAME!r}."
+        ) from err
 
 
 def explain_hub_failure(err: BaseException, cfg_dict: dict[str, Any]) -> HubUnavailableError | None:

@@ -1,4 +1,9 @@
-"""One adapter from every accepted activation source to a stream of [tokens, d_in] batches.
+"""The one road for activations: every accepted source → filtered [tokens, d_in] batches with token ids.
+
+:func:`iter_activation_batches` is the only place where activations are read for Γ estimation,
+diagnostics and evaluation, and the only place where the :class:`~wsae_lens.activations.TokenFilter`
+(special tokens, massive-activation outliers) is applied to them; SAELens's training store applies the
+same filter through :class:`~wsae_lens.activations.FilteredActivationsStore`.
 
 Accepted sources:
 
@@ -12,7 +17,12 @@ Accepted sources:
   batches by one scalar (``normalize_activations="expected_average_only_in"``); Γ normalised to
   mean(γ²) = 1 and semantic consistency (per-sample L2-normalised) are invariant to it.
 * a directory written by SAELens's ``CacheActivationsRunner`` (``datasets.save_to_disk`` with a
-  column named after the hook, [context_size, d_in] per row, and ``token_ids``).
+  column named after the hook, [context_size, d_in] per row, and ``token_ids``);
+* a language model and pre-tokenised rows, through :func:`model_activation_batches`.
+
+Filtering: ``token_filter`` if given; otherwise real-model sources (a store, a cached directory) get
+the default policy (the store's special tokens and the outlier rule, :func:`source_token_filter`) and
+tensors are passed through unfiltered.
 """
 
 from __future__ import annotations
@@ -23,6 +33,8 @@ from typing import Any, NamedTuple
 
 import torch
 from sae_lens.training.activations_store import ActivationsStore
+
+from wsae_lens.activations.filtering import TokenFilter
 
 TOKEN_IDS_COLUMN = "token_ids"
 """Column of token ids in a SAELens cached-activations directory."""
@@ -48,23 +60,40 @@ class TokenCounter:
             yield batch
 
 
+def source_token_filter(source: Any) -> TokenFilter:
+    """The default filter for ``source``: a store's own (special tokens + outliers), the outlier rule for a
+    cached directory, nothing for tensors and iterables (give ``token_filter`` explicitly there)."""
+    from wsae_lens.activations.store import store_token_filter
+
+    if isinstance(source, ActivationsStore):
+        return store_token_filter(source)
+    if isinstance(source, (str, Path)):
+        return TokenFilter()
+    return TokenFilter.keep_all()
+
+
 def iter_activation_batches(
     source: Any,
     *,
     max_tokens: int | None = None,
     hook_name: str | None = None,
     tokens_per_batch: int = 65_536,
+    token_filter: TokenFilter | None = None,
 ) -> Iterator[ActivationBatch]:
-    """Yield :class:`ActivationBatch` es from ``source`` until it ends or ``max_tokens`` tokens were read.
+    """Yield filtered :class:`ActivationBatch` es from ``source`` until it ends or ``max_tokens`` kept
+    tokens were read.
 
     The last batch is cut so that exactly ``min(max_tokens, available)`` tokens are yielded.
     ``hook_name`` picks the column of a cached directory with several hooks; ``tokens_per_batch``
-    sets how many tokens a cached directory yields at a time.
+    sets how many tokens a cached directory yields at a time; ``token_filter`` (default
+    :func:`source_token_filter`) drops special and outlier tokens.
     """
     if max_tokens is not None and max_tokens <= 0:
         raise ValueError(f"max_tokens must be a positive number of tokens (or None for all), got {max_tokens}.")
+    token_filter = source_token_filter(source) if token_filter is None else token_filter
     remaining = max_tokens
-    for batch in _raw_batches(source, max_tokens=max_tokens, hook_name=hook_name, tokens_per_batch=tokens_per_batch):
+    for raw in _raw_batches(source, max_tokens=max_tokens, hook_name=hook_name, tokens_per_batch=tokens_per_batch):
+        batch = ActivationBatch(*token_filter.apply(raw.activations, raw.labels))
         if remaining is not None and batch.activations.shape[0] > remaining:
             labels = None if batch.labels is None else batch.labels[:remaining]
             batch = ActivationBatch(batch.activations[:remaining], labels)
@@ -123,9 +152,6 @@ def _store_batches(store: ActivationsStore, max_tokens: int | None) -> Iterator[
             activations, token_ids = store.get_raw_llm_batch(raise_on_epoch_end=True)
         except StopIteration:
             return  # one full pass over the dataset
-        if token_ids is not None and store.exclude_special_tokens is not None:
-            keep = ~torch.isin(token_ids, store.exclude_special_tokens.to(token_ids.device))
-            activations, token_ids = activations[keep], token_ids[keep]
         yield ActivationBatch(activations, token_ids)
 
 
@@ -166,3 +192,26 @@ def _cached_directory_batches(directory: Path, hook_name: str | None, tokens_per
         activations = activations.reshape(-1, activations.shape[-1])
         labels = chunk[TOKEN_IDS_COLUMN].reshape(-1).long() if TOKEN_IDS_COLUMN in chunk else None
         yield ActivationBatch(activations, labels)
+
+
+@torch.no_grad()
+def model_activation_batches(
+    model: Any, token_rows: torch.Tensor, hook_name: str, batch_prompts: int = 8
+) -> Iterator[ActivationBatch]:
+    """Unfiltered (activations, token ids) at ``hook_name`` of a HookedTransformer for pre-tokenised rows
+    [rows, context]; the forward stops after the hook's layer. Feed it to :func:`iter_activation_batches`
+    with a ``token_filter``."""
+    stop_at_layer = hook_layer(hook_name) + 1
+    for start in range(0, token_rows.shape[0], batch_prompts):
+        tokens = token_rows[start : start + batch_prompts]
+        _, cache = model.run_with_cache(tokens, names_filter=[hook_name], stop_at_layer=stop_at_layer)
+        acts = cache[hook_name]
+        yield ActivationBatch(acts.reshape(-1, acts.shape[-1]), tokens.reshape(-1).to(acts.device))
+
+
+def hook_layer(hook_name: str) -> int:
+    """The block index of a ``blocks.{layer}.…`` hook name."""
+    parts = hook_name.split(".")
+    if len(parts) < 2 or parts[0] != "blocks" or not parts[1].isdigit():
+        raise ValueError(f"hook_name={hook_name!r} is not a 'blocks.<layer>.<hook>' name; pass a block hook.")
+    return int(parts[1])

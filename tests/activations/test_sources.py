@@ -9,7 +9,8 @@ from sae_lens import LanguageModelSAERunnerConfig
 from sae_lens.training.activations_store import ActivationsStore
 
 from tests.conftest import CACHED_TRAINING_TOKENS, CONTEXT_SIZE, tiny_runner_config_dict
-from wsae_lens.estimators import estimate_variance, iter_activation_batches
+from wsae_lens.activations import iter_activation_batches
+from wsae_lens.estimators import estimate_variance
 
 
 def test_tensor_and_pairs():

@@ -1,0 +1,45 @@
+"""SAELens's ``ActivationsStore`` with the :class:`~wsae_lens.activations.TokenFilter` on its training road.
+
+SAELens filters training batches in one method, ``get_filtered_llm_batch`` (special tokens only);
+:class:`FilteredActivationsStore` overrides that method to apply the full filter, so SAELens's trainer,
+its mixing buffer and ``use_cached_activations`` all see exactly the tokens Γ estimation sees.
+"""
+
+from __future__ import annotations
+
+import torch
+from sae_lens.training.activations_store import ActivationsStore
+
+from wsae_lens.activations.filtering import DEFAULT_OUTLIER_NORM_RATIO, TokenFilter
+
+
+class FilteredActivationsStore(ActivationsStore):
+    """An ``ActivationsStore`` whose filtered batches drop special and outlier tokens.
+
+    Build it as SAELens's (``FilteredActivationsStore.from_config(model, cfg, ...)``) and set
+    ``token_filter``; left unset, the store's ``exclude_special_tokens`` and the default outlier rule
+    are used.
+    """
+
+    token_filter: TokenFilter | None = None
+
+    def get_filtered_batch(self, raise_on_epoch_end: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The next LLM batch (activations, token ids) with the filter applied."""
+        activations, token_ids = self.get_raw_llm_batch(raise_on_epoch_end=raise_on_epoch_end)
+        return store_token_filter(self).apply(activations, token_ids)
+
+    def get_filtered_llm_batch(self, raise_on_epoch_end: bool = False) -> torch.Tensor:
+        return self.get_filtered_batch(raise_on_epoch_end)[0]
+
+
+def store_token_filter(store: ActivationsStore, outlier_norm_ratio: float | None = DEFAULT_OUTLIER_NORM_RATIO) -> TokenFilter:
+    """``store``'s filter: its own ``token_filter`` if set, else (and then attached to it) the store's
+    special tokens with the outlier rule."""
+    existing = getattr(store, "token_filter", None)
+    if existing is not None:
+        return existing
+    token_filter = TokenFilter(special_token_ids=store.exclude_special_tokens, outlier_norm_ratio=outlier_norm_ratio)
+    if isinstance(store, FilteredActivationsStore):
+        store.token_filter = token_filter
+    return token_filter
+
