@@ -61,8 +61,10 @@ class EpochBatches(Iterator[torch.Tensor]):
 
 @dataclass
 class TrainingCurve:
-    """Per-epoch points: tokens trained, explained variance on held-out kept tokens, dead fraction over the epoch."""
+    """Per-epoch points: tokens trained, explained variance on held-out kept tokens, dead fraction over the
+    epoch; and the explained variance of the SAE before its first step."""
 
+    initial_explained_variance: float | None = None
     tokens: list[int] = field(default_factory=list)
     explained_variance: list[float] = field(default_factory=list)
     dead_fraction: list[float] = field(default_factory=list)
@@ -120,6 +122,8 @@ def train_on_activations(
             sae.train()
 
     batches.on_epoch_end = record
+    if held_out is not None:
+        curve.initial_explained_variance = explained_variance(sae, held_out * scaling)
     sae = trainer.fit()
     record(epochs, input_scale=1.0)  # fit() has folded the normalisation into the weights
     return sae, curve
