@@ -132,6 +132,26 @@ def test_internal_errors_keep_their_traceback(monkeypatch):
     assert user_error_of(result.exception) is None
 
 
+def caught(function) -> BaseException:
+    try:
+        function()
+    except Exception as err:  # noqa: BLE001
+        return err
+    raise AssertionError("no exception")
+
+
+def test_classifier_separates_input_errors_from_internal_ones():
+    from wsae_lens import WeightedTopKTrainingSAEConfig
+
+    config_error = user_error_of(caught(lambda: WeightedTopKTrainingSAEConfig(d_in=4, d_sae=8, k=2, weighting="x")))
+    assert config_error is not None and "weighting='x'" in config_error.message
+    assert user_error_of(caught(lambda: int("not a number"))) is None  # a ValueError outside input validation
+    assert user_error_of(caught(lambda: json.loads("{reply"))) is None  # JSON met while working, not an input
+    assert user_error_of(caught(lambda: {}["key"])) is None
+    missing = user_error_of(caught(lambda: open("/no/such/file.yaml")))
+    assert missing is not None and "/no/such/file.yaml" in missing.message
+
+
 def test_debug_environment_variable_reraises_user_errors():
     result = runner.invoke(app, ["demo", "--alpha", "-1"], env={"WSAE_LENS_DEBUG": "1"})
     assert result.exit_code == 1 and isinstance(result.exception, ValueError)

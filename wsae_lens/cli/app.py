@@ -41,15 +41,19 @@ class ErrorHandlingGroup(TyperGroup):
         except (typer.Exit, typer.Abort):
             raise
         except UsageError as err:  # typer.BadParameter from a command, a missing argument, ...
-            if _debug_requested(ctx) or err.ctx is None:
+            if _debug_requested(ctx):
                 raise
             # typer would draw the message in a rich box; print click's plain form instead.
-            typer.echo(err.ctx.get_usage(), err=True)
-            typer.echo(f"Try '{err.ctx.command_path} --help' for help.\n", err=True)
+            if err.ctx is not None:
+                typer.echo(err.ctx.get_usage(), err=True)
+                typer.echo(f"Try '{err.ctx.command_path} --help' for help.\n", err=True)
             typer.echo(f"Error: {err.format_message()}", err=True)
             ctx.exit(err.exit_code)
         except Exception as err:
-            user_error = user_error_of(err)
+            try:
+                user_error = user_error_of(err)
+            except Exception:  # the classifier must never hide the original error
+                user_error = None
             if user_error is None or _debug_requested(ctx):
                 raise
             command = " ".join(filter(None, [ctx.info_name, ctx.invoked_subcommand]))

@@ -13,7 +13,8 @@ User errors, in the order they are checked:
    ``PermissionError``, ``FileExistsError``) and a hub model or dataset that cannot be loaded
    (:class:`wsae_lens.pipeline.loading.HubUnavailableError`, whose message names the offline default);
 4. unreadable files: YAML / JSON syntax errors, a file that is not safetensors, not a torch tensor
-   file, or not text;
+   file, or not text, raised while an input is read (under one of :data:`INPUT_FUNCTIONS` or directly
+   in a command's own code; a JSON reply met while working is an internal error);
 5. ``ValueError``, ``TypeError``, ``KeyError``, ``IndexError`` or ``RuntimeError`` raised *while inputs
    are read or validated*: the traceback passes through a config's ``__post_init__`` / ``from_dict``
    or one of the loaders in :data:`INPUT_FUNCTIONS` (SAELens's ``SAE.load_from_disk``, the runner-config
@@ -84,8 +85,12 @@ def _frames(tb: TracebackType | None) -> Iterator[FrameType]:
         tb = tb.tb_next
 
 
+def _module(frame: FrameType) -> str:
+    return str(frame.f_globals.get("__name__", ""))
+
+
 def _is_input_frame(frame: FrameType) -> bool:
-    module = str(frame.f_globals.get("__name__", ""))
+    module = _module(frame)
     name = frame.f_code.co_name
     for prefix, names in INPUT_FUNCTIONS.items():
         if (module == prefix or module.startswith(prefix + ".")) and name in names:
@@ -104,15 +109,20 @@ def _owner_name(frame: FrameType) -> str | None:
 def _path_in(frame: FrameType) -> str | None:
     for name in _PATH_ARGUMENTS:
         value = frame.f_locals.get(name)
-        if isinstance(value, (str, Path)) and str(value) and Path(value).exists():
-            return str(value)
+        if not isinstance(value, (str, Path)) or not str(value):
+            continue
+        try:
+            if Path(value).exists():
+                return str(value)
+        except (OSError, ValueError):  # not a path at all (too long, a NUL byte, ...)
+            continue
     return None
 
 
 def _file_being_read(exc: BaseException) -> str | None:
     """The innermost existing file or folder that a frame of the traceback was reading, if any."""
     for frame in reversed(list(_frames(exc.__traceback__))):
-        module = str(frame.f_globals.get("__name__", ""))
+        module = _module(frame)
         if module.startswith(("wsae_lens", "sae_lens", "safetensors", "torch.serialization")):
             path = _path_in(frame)
             if path is not None:
@@ -146,6 +156,24 @@ def _registry_message(exc: KeyError) -> UserError:
     )
 
 
+def _raised_reading_inputs(exc: BaseException) -> bool:
+    """Whether a parse error comes from reading an input: under an input function, or directly in CLI code
+    (a command parsing its own file), not from data met while working (e.g. an LLM's JSON reply)."""
+    frames = list(_frames(exc.__traceback__))
+    if any(_is_input_frame(frame) for frame in frames):
+        return True
+    ours = [frame for frame in frames if _module(frame).startswith(("wsae_lens", "sae_lens"))]
+    return bool(ours) and _module(ours[-1]).startswith("wsae_lens.cli")
+
+
+def _is_hub_unavailable(exc: BaseException) -> bool:
+    try:
+        from wsae_lens.pipeline.loading import HubUnavailableError
+    except ImportError:  # pragma: no cover - moved: then it is not classified
+        return False
+    return isinstance(exc, HubUnavailableError)
+
+
 def _parse_error_types() -> tuple[type[BaseException], ...]:
     import json
     import pickle
@@ -173,11 +201,9 @@ def user_error_of(exc: BaseException) -> UserError | None:
         if exc.filename is None:  # raised with a message of its own (it says what is missing)
             return UserError(str(exc))
         return UserError(f"{exc.strerror}: {exc.filename}", fix="check the path (and that the file is readable).")
-    from wsae_lens.pipeline.loading import HubUnavailableError
-
-    if isinstance(exc, HubUnavailableError):
+    if _is_hub_unavailable(exc):
         return UserError(str(exc))
-    if isinstance(exc, _parse_error_types()):
+    if isinstance(exc, _parse_error_types()) and _raised_reading_inputs(exc):
         path = _file_being_read(exc)
         what = type(exc).__name__
         return UserError(_with_file(f"cannot read the file ({what}: {exc})", path),
