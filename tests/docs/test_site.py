@@ -125,3 +125,12 @@ def test_docs_tools_are_dev_extras():
     names = {re.split(r"[<>=\[ ]", requirement, maxsplit=1)[0] for requirement in dev}
     assert {"mkdocs", "mkdocs-material", "mkdocstrings-python"} <= names
     assert "mkdocs build --strict" in (ROOT / "Makefile").read_text()
+
+
+def test_command_line_page_lists_every_command():
+    from wsae_lens.cli import app
+
+    page = (ROOT / "docs" / "cli.md").read_text()
+    for info in app.registered_commands:
+        name = info.name or info.callback.__name__
+        assert f"| `wsae-lens {name}" in page, name
