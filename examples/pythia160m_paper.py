@@ -8,7 +8,7 @@ one table row per run; every run's report folder lands under --output-dir.
 
     python examples/pythia160m_paper.py --layers 0-11 --alphas 0.5 1 --training-tokens 20000000
 
-Cost (estimate, see README): the cache takes training_tokens × 768 × 4 bytes (61 GB at 20M tokens,
+Cost (estimate, see docs/real-models.md): the cache takes training_tokens × 768 × 4 bytes (61 GB at 20M tokens,
 deleted after each run unless --keep-activations).
 """
 

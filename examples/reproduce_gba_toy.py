@@ -10,7 +10,7 @@ the decoder rows against V is printed as mean ± std over seeds next to the publ
     python examples/reproduce_gba_toy.py --only GBA --gba-option tied_weights=false   # a GBA variant
     python examples/reproduce_gba_toy.py --only GBA --start-at-truth   # does training keep the true V?
     python examples/reproduce_gba_toy.py --sparsities 3 --d-sae 512 --steps 1000 --lr-decay-steps 300 \
-        --gba-option freq_high=0.02 --gba-option tied_weights=false   # the 3-sparse toy (see README)
+        --gba-option freq_high=0.02 --gba-option tied_weights=false   # the 3-sparse toy (see docs/gba.md)
 
 "GBA" is the paper's configuration (tied, K = 10 targets 0.1 → 1e-3; ``--gba-option`` changes it);
 "GBA fitted range" is untied (its own encoder) with K = 10 targets 0.1 → 0.05, from just above the toy's

@@ -1,6 +1,6 @@
 """Reproduce the WSAE paper's toy comparison (arXiv 2506.15963): SAE vs WSAE across feature sparsity S.
 
-    python examples/reproduce_wsae_toy.py            # the README's numbers and docs/wsae_toy_*.png
+    python examples/reproduce_wsae_toy.py            # the numbers in docs/identifiability.md and docs/wsae_toy_*.png
     python examples/reproduce_wsae_toy.py --quick    # a 1-minute smoke run (no files written to docs/)
 
 Runs :func:`wsae_lens.diagnostics.toy_benchmark.run_toy_benchmark` (the same sweep as
@@ -36,7 +36,7 @@ def main() -> None:
         )
         out_dir, prefix = Path("/tmp"), "wsae_toy_quick"
     else:
-        cfg = ToyBenchmarkConfig(geometry=args.geometry, proxies=proxies)  # the defaults are the README's run
+        cfg = ToyBenchmarkConfig(geometry=args.geometry, proxies=proxies)  # the defaults are the documented run
         out_dir = DOCS
         prefix = "wsae_toy" if args.geometry == "heterogeneous" and proxies == ("variance",) else (
             f"wsae_toy_{args.geometry}_{'_'.join(proxies)}"

@@ -1,4 +1,4 @@
-"""Print the README table of Theorem 1/4/5 checks (wsae_lens.diagnostics.theory)."""
+"""Print the table of Theorem 1/4/5 checks in docs/identifiability.md (wsae_lens.diagnostics.theory)."""
 import torch
 torch.set_num_threads(1)
 from wsae_lens.diagnostics import digon_wp, polygon_wp, random_wp, loss_gap_check, theorem1_check

@@ -7,7 +7,7 @@ above the toy's per-feature firing rate ≈ 0.09 down to about half of it). Meas
 0.992 / 1.000 / 1.000 on seeds 0 / 1 / 2 (0.977 / 0.992 / 1.000 on seeds 3–5); TopK k = 30 on seed 0:
 FRR(0.8) ≤ 0.04, FRR(0.9) = 0.000. Asserted: GBA FRR(0.9) ≥ 0.95 on each of seeds 0–2 (margins 0.042 /
 0.05 / 0.05, i.e. 5–6 features), and GBA beats TopK k = 30 by ≥ 0.5 at both τ on seed 0. The paper's tied
-0.1 → 1e-3 default reaches 0.95 on only 3 of seeds 0–5 here (README, "Group bias adaptation").
+0.1 → 1e-3 default reaches 0.95 on only 3 of seeds 0–5 here (docs/gba.md).
 
 The 3-sparse toy (every sample 3-sparse, each feature fires at rate 3/128 ≈ 0.023, the regime of the paper's
 recovery theorem): width 512, 1,000 steps (decay over the last 300), untied, targets 0.02 → 2e-4, i.e. the top

@@ -41,7 +41,7 @@ def test_bad_sparsity_is_rejected():
 def test_topk_recovers_every_feature_of_a_3_sparse_toy():
     """Sanity check of toy + trainer + FRR: with k equal to the true sparsity, SAELens's TopK recovers
     every feature (measured FRR(0.9) = 1.000 at seed 0, one thread). Contrast: on the imbalanced toy TopK
-    k = 20 stays below 0.07 at τ = 0.8 (README, "Group bias adaptation")."""
+    k = 20 stays below 0.07 at τ = 0.8 (docs/gba.md)."""
     toy = SparseCodingToy(n_features=128, d=42, sparsities=(3,), seed=0)
     sae = make_toy_sae(TopKTrainingSAEConfig(d_in=42, d_sae=256, k=3), seed=0)
     sae = train_on_toy(sae, toy, n_steps=1000, batch_size=512, lr=3e-3, data_seed=0, lr_decay_steps=300)

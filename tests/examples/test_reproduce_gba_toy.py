@@ -1,4 +1,4 @@
-"""The options of examples/reproduce_gba_toy.py that the README's commands use."""
+"""The options of examples/reproduce_gba_toy.py that the commands in docs/gba.md use."""
 
 from __future__ import annotations
 

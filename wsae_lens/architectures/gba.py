@@ -168,7 +168,7 @@ class GBATrainingSAEConfig(TrainingSAEConfig):
     Args:
         n_groups: number of groups K (1 = single-group bias adaptation).
         freq_high: target firing frequency of group 0 (and the single target when ``n_groups=1``); set it at
-            about the firing rate of the features you want (README, "Choosing the range").
+            about the firing rate of the features you want (docs/gba.md, "Choosing the range").
         freq_low: target firing frequency of the last group.
         update_interval: T, training steps between bias updates.
         bias_step_down: γ₋, bias decrease per update in units of the neuron's peak pre-activation.

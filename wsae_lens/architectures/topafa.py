@@ -148,8 +148,9 @@ class TopAFATrainingSAEConfig(AFASelectionConfig, TopKTrainingSAEConfig):
     Args:
         afa_coefficient: λ_AFA of the loss term λ_AFA · mean (C_k − t)². The paper found 1/32–1/16
             stable (range tried 1/128–1/16); default 1/32.
-        (and :class:`AFASelectionConfig`'s ``afa_target``, ``afa_candidates``; TopK's AuxK settings;
-        ``k`` is unused.)
+
+    The other fields are :class:`AFASelectionConfig`'s ``afa_target`` and ``afa_candidates`` and TopK's
+    AuxK settings; ``k`` is unused.
     """
 
     afa_coefficient: float = 1.0 / 32

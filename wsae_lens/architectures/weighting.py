@@ -1,6 +1,6 @@
 """Per-dimension reconstruction weights Γ shared by every weighted architecture.
 
-Weighted SAE (Yan et al., arXiv 2506.15963): the reconstruction loss is
+Weighted SAE (Cui et al., arXiv 2506.15963): the reconstruction loss is
 
     L_WSAE = mean_batch  Σ_i γ_i² (x_i − x̂_i)²,      Γ = diag(γ_1 … γ_{d_in}),
 

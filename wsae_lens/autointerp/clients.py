@@ -195,8 +195,9 @@ class TransformersChatClient:
     """A local Hugging Face chat model: chat template, greedy decoding, left-padded batches.
 
     Args:
-        model, tokenizer: a causal LM and its tokenizer (with a chat template). Default (both None): the
-            embedded SmolLM2-135M-Instruct from ``wsae_lens.pipeline.embedded.load_embedded_hf_model``.
+        model: a causal LM. Default (model and tokenizer None): the embedded SmolLM2-135M-Instruct from
+            ``wsae_lens.pipeline.embedded.load_embedded_hf_model``.
+        tokenizer: the model's tokenizer (with a chat template).
         batch_size: conversations generated together in ``complete_batch``.
         name: the model name reported by ``OpenAICompatibleServer``.
         num_threads: torch CPU threads during generation (restored afterwards). Small-batch generation is

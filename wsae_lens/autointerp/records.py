@@ -239,8 +239,22 @@ class ScanResult:
         return torch.nonzero(self.context_max.max(0).values > 0).flatten()
 
 
+def check_activation_width(sae: Any, activations: torch.Tensor, source: Any = None) -> None:
+    """Raise ``ValueError`` when ``activations`` are not ``[..., sae.cfg.d_in]``: the SAE was trained on
+    another model or hook than the source reads (an incompatible SAE/activation pair)."""
+    d_in = getattr(getattr(sae, "cfg", None), "d_in", None)
+    if d_in is not None and activations.shape[-1] != d_in:
+        hook = getattr(source, "hook_name", None)
+        raise ValueError(
+            f"the SAE reads d_in={d_in} activations but the source gives width {activations.shape[-1]}"
+            + (f" at {hook}" if hook else "")
+            + ": read activations of the model and hook the SAE was trained on (its cfg.json metadata)."
+        )
+
+
 def _encode(sae: Any, activations: torch.Tensor, tokens: torch.Tensor, token_filter: TokenFilter) -> torch.Tensor:
     """Latent activations ``[batch, context, d_sae]``, zero at positions ``token_filter`` drops."""
+    check_activation_width(sae, activations)
     parameter = next(sae.parameters())
     latent_acts = sae.encode(activations.to(device=parameter.device, dtype=parameter.dtype)).float().cpu()
     if latent_acts.shape[:2] == tokens.shape:
@@ -258,7 +272,9 @@ def scan_source(sae: Any, source: ActivationSource, cfg: AutoInterpConfig, thres
     progress = tqdm(total=cfg.n_contexts, desc="autointerp: scanning contexts", unit="ctx", leave=False)
     token_filter = source_token_filter(source)
     for tokens in source.token_batches(cfg.n_contexts, cfg.batch_size):
-        latent_acts = _encode(sae, source.activations(tokens), tokens, token_filter)
+        activations = source.activations(tokens)
+        check_activation_width(sae, activations, source)
+        latent_acts = _encode(sae, activations, tokens, token_filter)
         if latent_acts.shape[:2] != tokens.shape:
             raise ValueError(
                 f"activation source returned activations of shape {tuple(latent_acts.shape[:2])} for tokens of "

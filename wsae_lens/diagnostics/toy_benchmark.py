@@ -56,7 +56,8 @@ class ToyBenchmarkConfig:
     Args:
         geometry: ``"heterogeneous"`` (``n_mono`` monosemantic dimensions + random superposed rest),
             ``"random"`` (random unit columns) or ``"digon"`` (``n_p`` dims, ``n_features − n_p`` digons).
-        n_features, n_p: n and n_p.
+        n_features: ground-truth features n.
+        n_p: observed dimensions n_p.
         n_mono: monosemantic dimensions of the heterogeneous geometry.
         magnitude: firing magnitudes (``"uniform"`` = U[0, 1]).
         sparsities: the S values swept (each in [0, 1)).
