@@ -32,6 +32,7 @@ import torch
 from sae_lens import SAE
 from tqdm.auto import tqdm
 
+from wsae_lens.activations import TokenFilter
 from wsae_lens.activations.sources import iter_activation_batches
 
 DEFAULT_QUANTILES: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -187,14 +188,17 @@ def afa_diagnostics(
     max_tokens: int | None = None,
     batch_size: int = 4096,
     hook_name: str | None = None,
+    token_filter: TokenFilter | None = None,
     progress: bool = True,
 ) -> AFATokenMetrics:
-    """Per-token AFA metrics of ``sae`` over an activation source.
+    """Per-token AFA metrics of ``sae`` over an activation source, on the tokens ``token_filter`` keeps.
 
     ``source``: a tensor [..., d_in], an iterable of tensors, a SAELens ``ActivationsStore`` (then
     ``max_tokens`` is required) or a SAELens cached-activations directory (see
     :func:`wsae_lens.activations.iter_activation_batches`). Tokens are processed ``batch_size`` at
     a time; ``hook_name`` picks the column of a cached directory (default: the SAE's hook, else the only one).
+    ``token_filter`` defaults to the one the SAE records in its ``cfg.json`` (the filter it was trained
+    with), else the source's default (:func:`wsae_lens.activations.source_token_filter`).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be ≥ 1; got {batch_size}.")
@@ -208,7 +212,8 @@ def afa_diagnostics(
             hook_name = None  # the SAE's hook is not a column: fall back to the only activation column
     parts = []
     bar = tqdm(total=max_tokens, unit="tok", desc="AFA diagnostics", disable=not progress)
-    for batch in iter_activation_batches(source, max_tokens=max_tokens, hook_name=hook_name):
+    token_filter = token_filter or TokenFilter.recorded_in(sae)
+    for batch in iter_activation_batches(source, max_tokens=max_tokens, hook_name=hook_name, token_filter=token_filter):
         for chunk in batch.activations.split(batch_size):
             parts.append(afa_token_metrics(sae, chunk))
             bar.update(chunk.shape[0])

@@ -104,7 +104,11 @@ class ComparisonConfig:
 
 @dataclass
 class ComparisonResult:
-    """Per-arm metrics, training curves, Γ summaries and where everything was written."""
+    """Per-arm metrics, training curves, Γ summaries and where everything was written.
+
+    After :func:`run_comparison`, the attribute ``held_out`` (not serialised) holds the
+    :class:`~wsae_lens.pipeline.evaluation.HeldOutText` every arm was evaluated on.
+    """
 
     config: dict[str, Any]
     hook_name: str
@@ -262,6 +266,7 @@ def run_comparison(cfg: ComparisonConfig, model: Any | None = None) -> Compariso
     lap("evaluate")
     steps.close()
     result.seconds = seconds
+    result.held_out = held_out
     if not cfg.keep_activations:
         shutil.rmtree(cache_dir, ignore_errors=True)
     return result
