@@ -4,7 +4,7 @@
 ``architecture="weighted_topk"`` (and the others) work in any SAELens config, runner and loader.
 """
 
-from wsae_lens.architectures.sparse_topk import (
+from wsae_lens.architectures.sparse import (
     SparseTopKTrainingMixin,
     SparseTrainingConfig,
     selected_preactivations,

@@ -7,6 +7,10 @@ stay within rtol 1e-4 of the dense one.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
 from sae_lens import SAE, LanguageModelSAERunnerConfig, LanguageModelSAETrainingRunner, TopKTrainingSAE
@@ -15,23 +19,21 @@ from sae_lens.saes.sae import TrainStepInput
 
 from tests.conftest import tiny_runner_config_dict
 from wsae_lens import WeightedTopKTrainingSAE, WeightedTopKTrainingSAEConfig
-from wsae_lens.architectures.sparse_topk import (
-    AUTO_MIN_D_SAE,
-    gradient_buffer,
-    is_latent_major,
-    selected_preactivations,
-    sparse_topk_encode,
-    use_sparse_training,
-)
+from wsae_lens.architectures.sparse.buffers import gradient_buffer
+from wsae_lens.architectures.sparse.mixin import AUTO_MIN_D_SAE, use_sparse_training
+from wsae_lens.architectures.sparse.ops import is_latent_major, selected_preactivations
+from wsae_lens.architectures.sparse.selection import sparse_topk_encode
 
 D_IN, D_SAE, N = 12, 80, 24
 
 
-def make_pair(gamma: torch.Tensor | None = None, **fields) -> tuple[WeightedTopKTrainingSAE, WeightedTopKTrainingSAE]:
+def make_pair(
+    gamma: torch.Tensor | None = None, sae_class: type[WeightedTopKTrainingSAE] = WeightedTopKTrainingSAE, **fields
+) -> tuple[WeightedTopKTrainingSAE, WeightedTopKTrainingSAE]:
     """(sparse, dense) weighted TopK SAEs with identical random weights (decoder rows of varied norm)."""
     fields = {"d_in": D_IN, "d_sae": D_SAE, "k": 5, **fields}
-    sparse = WeightedTopKTrainingSAE(WeightedTopKTrainingSAEConfig(sparse_training=True, **fields))
-    dense = WeightedTopKTrainingSAE(WeightedTopKTrainingSAEConfig(sparse_training=False, **fields))
+    sparse = sae_class(WeightedTopKTrainingSAEConfig(sparse_training=True, **fields))
+    dense = sae_class(WeightedTopKTrainingSAEConfig(sparse_training=False, **fields))
     with torch.no_grad():
         for parameter in sparse.parameters():
             parameter.normal_()
@@ -83,6 +85,76 @@ def test_auxk_sizes(n_dead):
     dead = torch.zeros(D_SAE, dtype=torch.bool)
     dead[:n_dead] = True
     assert_same_step(sparse, dense, torch.randn(N, D_IN), dead)
+
+
+class ExtraLossesSAE(WeightedTopKTrainingSAE):
+    """Overrides only ``calculate_aux_loss``: AuxK tripled, an L1 penalty on the activations, a constant."""
+
+    def calculate_aux_loss(self, step_input, feature_acts, hidden_pre, sae_out):
+        auxk = super().calculate_aux_loss(step_input, feature_acts, hidden_pre, sae_out)
+        return {
+            "auxiliary_reconstruction_loss": 3 * auxk["auxiliary_reconstruction_loss"],
+            "l1_loss": 10 * feature_acts.abs().sum() / len(sae_out),  # as large as the MSE here
+            "constant_loss": sae_out.new_tensor(0.25),
+        }
+
+
+class ConstantLossSAE(WeightedTopKTrainingSAE):
+    """Overrides only ``calculate_aux_loss``, dropping AuxK for a constant."""
+
+    def calculate_aux_loss(self, step_input, feature_acts, hidden_pre, sae_out):
+        return {"constant_loss": sae_out.new_tensor(0.25)}
+
+
+@pytest.mark.parametrize("rescale", [True, False])
+def test_overridden_aux_loss_is_trained_on_both_paths(rescale):
+    """A subclass overriding only calculate_aux_loss gets exactly its losses, and their gradients, either way."""
+    sparse, dense = make_pair(torch.rand(D_IN) + 0.5, ExtraLossesSAE, rescale_acts_by_decoder_norm=rescale)
+    plain = WeightedTopKTrainingSAE(dense.cfg)
+    plain.load_state_dict(dense.state_dict())
+    x, dead = torch.randn(N, D_IN), torch.rand(D_SAE) < 0.3
+    auxk = step(plain, x, dead).losses["auxiliary_reconstruction_loss"]
+    assert auxk > 0
+    for sae in (sparse, dense):
+        output = step(sae, x, dead)
+        assert set(output.losses) == {"mse_loss", "auxiliary_reconstruction_loss", "l1_loss", "constant_loss"}
+        torch.testing.assert_close(output.losses["auxiliary_reconstruction_loss"], 3 * auxk, rtol=1e-5, atol=0)
+        assert output.losses["constant_loss"].item() == 0.25
+        torch.testing.assert_close(output.loss, sum(output.losses.values()), rtol=1e-6, atol=0)
+        sae.zero_grad()
+    assert_same_step(sparse, dense, x, dead)  # the L1 penalty's gradient included (through ‖W_dec,j‖ too)
+
+
+def test_aux_loss_override_can_drop_auxk_on_both_paths():
+    sparse, dense = make_pair(sae_class=ConstantLossSAE)
+    x, dead = torch.randn(N, D_IN), torch.rand(D_SAE) < 0.3
+    for sae in (sparse, dense):
+        output = step(sae, x, dead)
+        assert set(output.losses) == {"mse_loss", "constant_loss"}
+        assert output.loss.item() == pytest.approx(output.losses["mse_loss"].item() + 0.25, rel=1e-6)
+
+
+def test_sparse_training_emits_no_user_warning():
+    """Torch warns once per process ("Sparse CSR tensor support is in beta state"): train in a fresh one."""
+    script = textwrap.dedent("""
+        import warnings
+        import torch
+        from sae_lens.saes.sae import TrainStepInput
+        from wsae_lens import WeightedTopKTrainingSAE, WeightedTopKTrainingSAEConfig
+
+        warnings.simplefilter("error", UserWarning)
+        sae = WeightedTopKTrainingSAE(WeightedTopKTrainingSAEConfig(d_in=12, d_sae=80, k=4, sparse_training=True))
+        optimizer = torch.optim.Adam(sae.parameters(), lr=1e-3)
+        for _ in range(3):
+            step_input = TrainStepInput(torch.randn(16, 12), {}, torch.rand(80) < 0.3, 0, False)
+            output = sae.training_forward_pass(step_input)
+            assert output.feature_acts.is_sparse
+            output.loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
 
 
 def test_ties_select_the_same_latents():
@@ -148,7 +220,8 @@ def test_no_dense_latent_tensor_saved_for_backward():
     saved_sizes: list[int] = []
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
-        saved_sizes.append(tensor.numel())
+        if tensor.layout == torch.strided:  # the COO feature_acts (saved by their constructor) hold N·k values
+            saved_sizes.append(tensor.numel())
         return tensor
 
     x = torch.randn(N, D_IN)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig, TopKTrainingSAE, TopKTrainingSAEConfig
 from typing_extensions import override
 
-from wsae_lens.architectures.sparse_topk import SparseTopKTrainingMixin, SparseTrainingConfig
+from wsae_lens.architectures.sparse import SparseTopKTrainingMixin, SparseTrainingConfig
 from wsae_lens.architectures.weighting import GammaMixin, WeightedTrainingMixin, WeightingConfig
 
 
@@ -34,7 +34,7 @@ class WeightedTopKTrainingSAEConfig(SparseTrainingConfig, WeightingConfig, TopKT
     """Training config of a weighted TopK SAE (``architecture="weighted_topk"``).
 
     ``sparse_training`` (True / False / ``"auto"``, default ``"auto"``) picks the sparse training step of
-    :mod:`wsae_lens.architectures.sparse_topk` (same loss and gradients, several times faster at d_sae ≫ k).
+    :mod:`wsae_lens.architectures.sparse` (same loss and gradients, several times faster at d_sae ≫ k).
     """
 
     @override
