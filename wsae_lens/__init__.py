@@ -53,8 +53,11 @@ from wsae_lens.diagnostics import (
     run_toy_benchmark,
     zf_plot,
 )
+from wsae_lens.activations import FilteredActivationsStore, TokenFilter, iter_activation_batches
 from wsae_lens.estimators import estimate_gamma, latent_semantic_consistency, scores_to_gamma
-from wsae_lens.pipeline.comparison import ComparisonConfig, run_comparison
+from wsae_lens.estimators.entry import estimate_gamma_from_activations
+from wsae_lens.pipeline.comparison import Arm, ComparisonConfig, run_comparison
+from wsae_lens.pipeline.sweep import SweepConfig, run_sweep
 from wsae_lens.pipeline.embedded import load_embedded_hf_model, load_embedded_model
 from wsae_lens.pipeline.finetune import finetune_sae, to_weighted_topk
 from wsae_lens.pipeline.publish import publish_saes
@@ -74,8 +77,15 @@ __version__ = "0.1.0"
 register_architectures()
 
 __all__ = [
+    "Arm",
     "ComparisonConfig",
     "run_comparison",
+    "SweepConfig",
+    "run_sweep",
+    "TokenFilter",
+    "FilteredActivationsStore",
+    "iter_activation_batches",
+    "estimate_gamma_from_activations",
     "load_embedded_hf_model",
     "load_embedded_model",
     "finetune_sae",

@@ -61,6 +61,10 @@ def bad_inputs(tmp_path: Path) -> dict[str, list[tuple[list[str], list[str]]]]:
     (no_weights / "cfg.json").write_text("{}")
     topk = saved_topk(tmp_path / "topk")
     unknown_architecture = saved_topk(tmp_path / "unknown_arch", architecture="weighted_topkk")
+    sweep_yaml = tmp_path / "sweep.yaml"
+    sweep_yaml.write_text("alpha: [1]\n")
+    demo_yaml = tmp_path / "demo.yaml"
+    demo_yaml.write_text("arms_typo: []\n")
     overrides = tmp_path / "finetune.yaml"
     overrides.write_text("training_tokens: 1024\n")
     return {
@@ -82,7 +86,11 @@ def bad_inputs(tmp_path: Path) -> dict[str, list[tuple[list[str], list[str]]]]:
             ([str(topk), str(corrupt)], [str(corrupt)]),
             ([str(topk), str(narrow)], ["d_in"]),  # an incompatible SAE/activation pair
         ],
-        "demo": [(["--alpha", "-1", "--output-dir", str(tmp_path / "demo")], ["alpha", ">= 0"])],
+        "sweep": [([str(sweep_yaml)], ["unknown sweep fields", "alpha"])],
+        "demo": [
+            (["--epochs", "0", "--output-dir", str(tmp_path / "demo")], ["epochs", "positive"]),
+            (["--config", str(demo_yaml)], ["unknown fields", "arms_typo"]),
+        ],
         "autointerp": [
             ([str(topk), "--config", str(bad_json)], [str(bad_json)]),
             ([str(unknown_architecture)], ["architecture", "weighted_topkk"]),
@@ -153,9 +161,9 @@ def test_classifier_separates_input_errors_from_internal_ones():
 
 
 def test_debug_environment_variable_reraises_user_errors():
-    result = runner.invoke(app, ["demo", "--alpha", "-1"], env={"WSAE_LENS_DEBUG": "1"})
+    result = runner.invoke(app, ["demo", "--epochs", "0"], env={"WSAE_LENS_DEBUG": "1"})
     assert result.exit_code == 1 and isinstance(result.exception, ValueError)
-    assert "alpha must be >= 0" in str(result.exception)
+    assert "epochs must be positive" in str(result.exception)
 
 
 def test_incompatible_sae_and_activation_source_is_a_user_error(tiny_model, byte_dataset):
@@ -183,7 +191,7 @@ def test_entry_point_prints_one_message_and_debug_shows_the_traceback(tmp_path):
     config = runner_yaml(tmp_path, weighting="bogus")
     plain = run_cli("train", str(config))
     assert plain.returncode == 2, plain.stderr
-    assert "Error: invalid WeightedTopKTrainingSAEConfig: weighting='bogus' is not supported" in plain.stderr
+    assert f"Error: {config}: invalid WeightedTopKTrainingSAEConfig: weighting='bogus' is not supported" in plain.stderr
     assert not any(mark in plain.stdout + plain.stderr for mark in TRACEBACK_MARKS), plain.stderr
     assert len(plain.stderr.strip().splitlines()) <= 3, plain.stderr
 

@@ -38,27 +38,40 @@ def test_conversion_keeps_encode_and_decode(saved_topk, tiny_model, byte_dataset
         assert torch.allclose(weighted(x), plain(x), atol=1e-5)
 
 
-def test_finetuning_sets_gamma_and_changes_the_loss(saved_topk, tiny_model, byte_dataset, tmp_path) -> None:
-    x = _acts(tiny_model, byte_dataset, n_rows=16)
+def _losses(sae: WeightedTopKTrainingSAE, x: torch.Tensor, gamma: torch.Tensor) -> tuple[float, float]:
+    """(Γ-weighted MSE with the given Γ, unweighted MSE) of ``sae`` on ``x``."""
+    with torch.no_grad():
+        x_hat = sae.decode(sae.encode(x))
+        return float(((x_hat - x) * gamma).pow(2).sum(-1).mean()), float((x_hat - x).pow(2).sum(-1).mean())
 
-    def weighted_loss(sae: WeightedTopKTrainingSAE) -> float:
-        with torch.no_grad():
-            step = TrainStepInput(sae_in=x, coefficients={}, dead_neuron_mask=None, n_training_steps=0,
-                                 is_logging_step=False)
-            return sae.training_forward_pass(step).losses["mse_loss"].item()
 
-    before = to_weighted_topk(load_pretrained_sae(saved_topk), weighting="uniform")
-    overrides = tiny_runner_config_dict(tmp_path)
-    overrides.pop("sae")
-    overrides.update(training_tokens=4096, lr=3e-3)
-    tuned = finetune_sae(saved_topk, overrides, weighting="variance", alpha=1.0, model=tiny_model, dataset=byte_dataset)
-    assert tuned.cfg.weighting == "variance" and tuned.cfg.weighting_tokens > 0
-    assert tuned.gamma.std() > 0
-    tuned_uniform = to_weighted_topk(tuned, weighting="uniform")  # same weights, Γ = 1, for a like-for-like loss
-    assert weighted_loss(tuned_uniform) != pytest.approx(weighted_loss(before), rel=1e-3)
-    reloaded = SAE.load_from_disk(tmp_path / "output")
-    assert reloaded.cfg.architecture() == "weighted_topk"
-    assert torch.equal(reloaded.gamma, tuned.gamma)
+def test_finetuning_starts_from_the_pretrained_sae_and_trains_the_weighted_loss(
+    saved_topk, tiny_model, byte_dataset, tmp_path
+) -> None:
+    """Fine-tune the same TopK SAE twice on the same data, with Γ = Var and with Γ = 1: the Γ run must end
+    lower on the Γ-weighted loss and the uniform run lower on the plain MSE (a loss that ignored Γ would
+    make the two runs identical), and both must stay near the pretrained decoder (not train from scratch)."""
+    x = _acts(tiny_model, byte_dataset, n_rows=64)
+    pretrained = load_pretrained_sae(saved_topk)
+
+    def finetune(weighting: str, out: str):
+        overrides = tiny_runner_config_dict(tmp_path / out)
+        overrides.pop("sae")
+        overrides.update(training_tokens=8192, lr=3e-3)
+        torch.manual_seed(0)
+        return finetune_sae(saved_topk, overrides, weighting=weighting, alpha=1.0, model=tiny_model, dataset=byte_dataset)
+
+    weighted, uniform = finetune("variance", "weighted"), finetune("uniform", "uniform")
+    gamma = weighted.gamma
+    assert weighted.cfg.weighting == "variance" and weighted.cfg.weighting_tokens > 0 and gamma.std() > 0.1
+    weighted_loss, weighted_mse = _losses(weighted, x, gamma)
+    uniform_loss, uniform_mse = _losses(uniform, x, gamma)
+    assert weighted_loss < 0.97 * uniform_loss and uniform_mse < 0.97 * weighted_mse
+    for tuned in (weighted, uniform):
+        cosine = torch.nn.functional.cosine_similarity(tuned.W_dec, pretrained.W_dec, dim=1)
+        assert cosine.median() > 0.9  # continued from the pretrained decoder (a fresh one gives ≈ 0)
+    reloaded = SAE.load_from_disk(tmp_path / "weighted" / "output")
+    assert reloaded.cfg.architecture() == "weighted_topk" and torch.equal(reloaded.gamma, gamma)
 
 
 def test_only_topk_converts(tiny_model) -> None:

@@ -6,6 +6,7 @@ from wsae_lens.cli import (  # noqa: F401  (register commands)
     estimate,
     finetune,
     publish,
+    sweep,
     toy_benchmark,
     train,
     zf_plot,

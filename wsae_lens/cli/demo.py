@@ -19,15 +19,12 @@ def comparison_config(config: Path | None, overrides: dict[str, Any]) -> Compari
 
     from wsae_lens.pipeline.loading import read_config_file
 
-    try:
-        values = read_config_file(config) if config is not None else {}
-        known = {f.name for f in fields(ComparisonConfig)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{config} has unknown fields {unknown}; ComparisonConfig fields are {sorted(known)}.")
-        return ComparisonConfig(**{**values, **{k: v for k, v in overrides.items() if v is not None}})
-    except (ValueError, FileNotFoundError) as err:
-        raise typer.BadParameter(str(err), param_hint="--config") from err
+    values = read_config_file(config) if config is not None else {}
+    known = {f.name for f in fields(ComparisonConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{config} has unknown fields {unknown}; ComparisonConfig fields are {sorted(known)}.")
+    return ComparisonConfig(**{**values, **{k: v for k, v in overrides.items() if v is not None}})
 
 
 @app.command()

@@ -39,7 +39,7 @@ INPUT_FUNCTIONS: dict[str, frozenset[str]] = {
                            "get_sae_training_class"}),
     "wsae_lens": frozenset({
         "__post_init__", "from_dict", "validate_weighting", "validate_gamma", "load_gamma",
-        "load_runner_config_dict", "runner_config_store", "runner_inputs", "load_pretrained_sae",
+        "load_runner_config", "read_config_file", "runner_config_store", "comparison_config", "load_pretrained_sae",
         "to_weighted_topk", "resolve_activation_source", "sae_dirs_from", "_load_saes", "check_activation_width",
     }),
     "safetensors": frozenset({"load_file", "safe_open", "load"}),

@@ -24,10 +24,10 @@ def runner_config_store(config: Path, outlier_norm_ratio: float | None = None) -
 
     ``outlier_norm_ratio`` overrides the config's (0: no outlier rule)."""
     from wsae_lens.activations import FilteredActivationsStore, TokenFilter
-    from wsae_lens.cli.train import read_runner_config
+    from wsae_lens.pipeline.loading import load_runner_config
     from wsae_lens.estimators.entry import weighting_token_budget
 
-    inputs = read_runner_config(config, load_hub_model=True)
+    inputs = load_runner_config(config, load_hub_model=True)
     cfg = inputs.runner_config()
     store = FilteredActivationsStore.from_config(inputs.model, cfg, override_dataset=inputs.dataset)
     ratio = inputs.outlier_norm_ratio if outlier_norm_ratio is None else outlier_norm_ratio or None

@@ -23,10 +23,10 @@ def finetune(
     Model, hook and context size default to the SAE's own metadata; `model_name: "embedded:smollm2-135m"`
     and `dataset_path: "embedded:english"` select the offline embedded defaults.
     """
-    from wsae_lens.cli.train import read_runner_config
+    from wsae_lens.pipeline.loading import load_runner_config
     from wsae_lens.pipeline.finetune import finetune_sae
 
-    inputs = read_runner_config(config, require_sae=False)
+    inputs = load_runner_config(config, require_sae=False)
     sae = finetune_sae(source, inputs.config, sae_id=sae_id, weighting=weighting, alpha=alpha,
                        weighting_tokens=weighting_tokens, model=inputs.model, dataset=inputs.dataset,
                        outlier_norm_ratio=inputs.outlier_norm_ratio)

@@ -3,21 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
 import typer
 
 from wsae_lens.cli.app import app
-
-
-def read_runner_config(config: Path, **kwargs: Any) -> Any:
-    """:func:`wsae_lens.pipeline.loading.load_runner_config` with its errors as CLI errors naming CONFIG."""
-    from wsae_lens.pipeline.loading import load_runner_config
-
-    try:
-        return load_runner_config(config, **kwargs)
-    except (ValueError, FileNotFoundError) as err:
-        raise typer.BadParameter(str(err), param_hint="CONFIG") from err
 
 
 @app.command()
@@ -33,9 +21,9 @@ def train(config: Path = typer.Argument(..., help="SAELens runner config (YAML) 
     """
     from sae_lens.registry import SAE_TRAINING_CLASS_REGISTRY
 
-    from wsae_lens.pipeline.loading import explain_hub_failure
+    from wsae_lens.pipeline.loading import explain_hub_failure, load_runner_config
 
-    inputs = read_runner_config(config)
+    inputs = load_runner_config(config)
     architecture = inputs.config["sae"]["architecture"]
     if architecture not in SAE_TRAINING_CLASS_REGISTRY:
         raise typer.BadParameter(

@@ -36,21 +36,25 @@ CACHE_BATCHES_PER_SHARD = 8
 
 @dataclass
 class Arm:
-    """One SAE of a comparison: its ``name`` (folder and column), SAELens ``architecture`` and SAE config
-    overrides (``k``, ``weighting``, ``weighting_alpha``, ...), on top of the comparison's shared fields."""
+    """One SAE of a comparison: its ``name`` (folder and column), SAELens ``architecture``, SAE config
+    overrides (``k``, ``weighting``, ``weighting_alpha``, ...) on top of the comparison's shared fields, and
+    a ``seed`` (initial weights and batch order; default: the comparison's)."""
 
     name: str
     architecture: str
     sae: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | Arm) -> Arm:
         if isinstance(data, Arm):
             return data
-        unknown = set(data) - {"name", "architecture", "sae"}
+        unknown = set(data) - {"name", "architecture", "sae", "seed"}
         if unknown or "name" not in data or "architecture" not in data:
-            raise ValueError(f"an arm needs `name` and `architecture` (and optionally `sae:` overrides); got {data}.")
-        return cls(str(data["name"]), str(data["architecture"]), dict(data.get("sae") or {}))
+            raise ValueError(f"an arm needs `name` and `architecture` (optionally `sae:` overrides and `seed`); got {data}.")
+        seed = data.get("seed")
+        return cls(str(data["name"]), str(data["architecture"]), dict(data.get("sae") or {}),
+                   None if seed is None else int(seed))
 
 
 DEFAULT_ARMS: tuple[Arm, ...] = (
@@ -138,7 +142,7 @@ def runner_config_dict(cfg: ComparisonConfig, arm: Arm, hook_name: str, d_in: in
         "training_tokens": cfg.epochs * cfg.training_tokens, "train_batch_size_tokens": cfg.train_batch_size_tokens,
         "lr": cfg.lr, "lr_warm_up_steps": int(LR_WARM_UP_FRACTION * steps),
         "dead_feature_window": max(1, -(-DEAD_AFTER_TOKENS // cfg.train_batch_size_tokens)),
-        "seed": cfg.seed, "device": cfg.device, "act_store_device": cfg.device, "logger": {"log_to_wandb": False},
+        "seed": cfg.seed if arm.seed is None else arm.seed, "device": cfg.device, "act_store_device": cfg.device, "logger": {"log_to_wandb": False},
         "n_checkpoints": 0, "output_path": str(output_path), "exclude_special_tokens": True, "verbose": False,
     }
 
@@ -188,15 +192,16 @@ def train_arm(cfg: ComparisonConfig, arm: Arm, hook_name: str, activations: torc
     from wsae_lens.pipeline.cached_training import train_on_activations
 
     path = out / "saes" / arm.name
+    seed = cfg.seed if arm.seed is None else arm.seed
     runner_cfg = LanguageModelSAERunnerConfig.from_dict(runner_config_dict(cfg, arm, hook_name, activations.shape[1], path))
-    torch.manual_seed(cfg.seed)  # identical initial weights for every arm
+    torch.manual_seed(seed)  # identical initial weights for every arm of one seed
     sae = TrainingSAE.from_dict(TrainingSAEConfig.from_dict(runner_cfg.get_training_sae_cfg_dict()).to_dict())
     gamma_summary = None
     if getattr(sae.cfg, "weighting", "uniform") in ESTIMATED_WEIGHTINGS:
         estimate = estimate_sae_gamma(sae, (activations,), token_filter=TokenFilter.keep_all(), progress=False)
         summary = describe_gamma(estimate.gamma)
         gamma_summary = {key: float(summary[key]) for key in ("min", "median", "max", "mean_square")}
-    sae, curve = train_on_activations(sae, runner_cfg, activations, epochs=cfg.epochs, seed=cfg.seed, held_out=held_out)
+    sae, curve = train_on_activations(sae, runner_cfg, activations, epochs=cfg.epochs, seed=seed, held_out=held_out)
     for key, value in (("hook_name", hook_name), ("model_name", cfg.model_name), ("dataset_path", cfg.dataset_path),
                        ("context_size", cfg.context_size), ("prepend_bos", False), ("exclude_special_tokens", True)):
         sae.cfg.metadata[key] = value

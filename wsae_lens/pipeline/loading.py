@@ -202,6 +202,10 @@ def load_runner_config(
         filled = {key: value for key, value in filled.items() if key not in cfg}
         cfg.update(filled)
 
+    if require_sae:
+        from sae_lens import LanguageModelSAERunnerConfig
+
+        LanguageModelSAERunnerConfig.from_dict(cfg)  # validate every field before loading a model
     model = dataset = None
     context_size = int(cfg.get("context_size") or 128)
     device = cfg.get("device", "cpu")
