@@ -84,6 +84,12 @@ def test_save_load_round_trip_selects_as_training(training_sae, tmp_path, rescal
     assert saved["metadata"]["training_architecture_details"]["afa_coefficient"] == 0.0625
 
 
+def _nmse(sae, activations: torch.Tensor) -> float:
+    with torch.no_grad():
+        reconstruction = sae(activations)
+    return ((reconstruction - activations).square().sum(-1) / activations.square().sum(-1)).mean().item()
+
+
 def test_runner_trains_topafa(tmp_path, tiny_model, byte_dataset):
     cfg = LanguageModelSAERunnerConfig.from_dict(tiny_runner_config_dict(tmp_path, "topafa", afa_coefficient=0.0625))
     sae = LanguageModelSAETrainingRunner(cfg, override_model=tiny_model, override_dataset=byte_dataset).run()
@@ -92,10 +98,25 @@ def test_runner_trains_topafa(tmp_path, tiny_model, byte_dataset):
     assert isinstance(loaded, TopAFASAE) and loaded.cfg.d_sae == 64
     _, cache = tiny_model.run_with_cache(torch.as_tensor(byte_dataset[:4]["input_ids"]), names_filter=cfg.hook_name)
     activations = cache[cfg.hook_name].reshape(-1, 16)
+
+    # Training helped: untrained top-AFA SAEs (seeds 0-2) leave NMSE 0.96-0.97 on these tokens; 32 steps of
+    # the runner bring it to 0.52 (measured). Asserted: below 0.7 x the best untrained one.
+    untrained = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        untrained.append(_nmse(TopAFATrainingSAE(TopAFATrainingSAEConfig(d_in=16, d_sae=64)), activations))
+    assert min(untrained) > 0.9
+    assert _nmse(loaded, activations) < 0.7 * min(untrained)
+
+    # The saved SAE keeps, per token, exactly the latents of the reference rule (full sort) on its own scores
+    # s_i = ReLU(W_enc (x - b_dec) + b_enc)_i ||W_dec,i|| and target ||x - b_dec||, and decodes as the trained one.
+    assert loaded.cfg.rescale_acts_by_decoder_norm and loaded.cfg.afa_target == "input_minus_b_dec"
     with torch.no_grad():
-        l0 = (loaded.encode(activations) > 0).sum(-1).float()
-        reconstruction = loaded(activations)
-    assert 0 < l0.mean() < 64  # k is chosen per token, never the full dictionary
-    assert l0.std() > 0
-    nmse = ((reconstruction - activations).square().sum(-1) / activations.square().sum(-1)).mean()
-    assert nmse < 1.0
+        feature_acts = loaded.encode(activations)
+        centred = activations - loaded.b_dec
+        scores = ((centred @ loaded.W_enc + loaded.b_enc) * loaded.W_dec.norm(dim=-1)).relu()
+        reference = full_sort_afa_selection(scores, centred.norm(dim=-1))
+        torch.testing.assert_close(feature_acts, scores * reference.mask)
+        torch.testing.assert_close(loaded(activations), sae(activations))
+    k = reference.k.float()
+    assert k.std() > 0 and k.max() < 64  # k is chosen per token, never the full dictionary
