@@ -2,7 +2,9 @@
 
 LLM work is kept tiny (two latents, a few contexts, a few generated tokens): the 135M model is slow on
 CPU and its answers are weak, so these tests check the pipeline's behaviour (every context judged or
-counted, results on disk, failures counted, resume), not the quality of the explanations.
+counted, results on disk, failures counted, resume), not the quality of the explanations. The scores
+themselves are checked exactly with a scripted client whose answers are known (all correct, all wrong,
+always yes, unparsable, failed), and the no-LLM proxy against its definition.
 """
 
 from __future__ import annotations
