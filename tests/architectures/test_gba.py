@@ -158,8 +158,9 @@ def test_group_targets_are_geometric():
     assert group_target_frequencies(1, 0.05, 0.05).tolist() == pytest.approx([0.05])
 
 
-def test_metrics_report_group_frequency_bias_and_dead():
-    # the controlled input of test_update_rule_on_controlled_input, with a bias floor of −0.15 that neuron 0 hits
+def _metrics_on_controlled_input() -> tuple[dict[str, float], dict[str, float]]:
+    """Metrics after each of two steps on the controlled input of test_update_rule_on_controlled_input, with a
+    bias floor of −0.15 that neuron 0 hits at the update (end of step 2)."""
     cfg = GBATrainingSAEConfig(d_in=2, d_sae=4, n_groups=2, freq_high=0.5, freq_low=0.25, update_interval=2,
                                bias_step_down=0.1, bias_step_up=0.1, bias_min=-0.15)
     sae = GBATrainingSAE(cfg)
@@ -173,20 +174,39 @@ def test_metrics_report_group_frequency_bias_and_dead():
         return {name: float(value()) for name, value in out.metrics.items()}  # type: ignore[operator]
 
     first = metrics_after(torch.tensor([[0.5, 0.3], [0.9, 0.05]]), 0)
-    # fired: neuron 0 on both tokens, neuron 2 on one → group 0 (neurons 0, 1): 2/4, group 1 (2, 3): 1/4
-    assert first == pytest.approx({
-        "gba/group_0_freq": 0.5, "gba/group_0_target": 0.5, "gba/group_1_freq": 0.25, "gba/group_1_target": 0.25,
-        "gba/bias_mean": -0.1, "gba/bias_min": -0.1, "gba/bias_max": -0.1, "gba/bias_at_floor_frac": 0.0,
-        "gba/dead_neurons": 0.0,  # no window finished yet
-    })
-    second = metrics_after(torch.tensor([[0.7, 0.0], [0.3, 0.0]]), 1)
-    # only neuron 0 fires (2/4 in group 0, 0 in group 1); then the update (window rates 1, 0, 1/4, 0):
-    # b = (max(−0.1 − 0.1·0.8, −0.15), −0.1 + 0.1·0.8, −0.1, −0.1 + 0.1·0.2) = (−0.15, −0.02, −0.1, −0.08)
-    assert second == pytest.approx({
-        "gba/group_0_freq": 0.5, "gba/group_0_target": 0.5, "gba/group_1_freq": 0.0, "gba/group_1_target": 0.25,
-        "gba/bias_mean": -0.35 / 4, "gba/bias_min": -0.15, "gba/bias_max": -0.02, "gba/bias_at_floor_frac": 0.25,
-        "gba/dead_neurons": 2.0,  # neurons 1 and 3 never fired in the window
-    })
+    return first, metrics_after(torch.tensor([[0.7, 0.0], [0.3, 0.0]]), 1)
+
+
+# step 1: neuron 0 fires on both tokens, neuron 2 on one → group 0 (neurons 0, 1): 2/4, group 1 (2, 3): 1/4
+EXPECTED_FIRST_METRICS = {
+    "gba/group_0_freq": 0.5, "gba/group_0_target": 0.5, "gba/group_1_freq": 0.25, "gba/group_1_target": 0.25,
+    "gba/bias_mean": -0.1, "gba/bias_min": -0.1, "gba/bias_max": -0.1, "gba/bias_at_floor_frac": 0.0,
+    "gba/dead_neurons": 0.0,  # no window finished yet
+}
+# step 2: only neuron 0 fires (2/4 in group 0, 0 in group 1); then the update (window rates 1, 0, 1/4, 0):
+# b = (max(−0.1 − 0.1·0.8, −0.15), −0.1 + 0.1·0.8, −0.1, −0.1 + 0.1·0.2) = (−0.15, −0.02, −0.1, −0.08)
+EXPECTED_SECOND_METRICS = {
+    "gba/group_0_freq": 0.5, "gba/group_0_target": 0.5, "gba/group_1_freq": 0.0, "gba/group_1_target": 0.25,
+    "gba/bias_mean": -0.35 / 4, "gba/bias_min": -0.15, "gba/bias_max": -0.02, "gba/bias_at_floor_frac": 0.25,
+    "gba/dead_neurons": 2.0,  # neurons 1 and 3 never fired in the window
+}
+
+
+def test_metrics_report_group_frequency_bias_and_dead():
+    first, second = _metrics_on_controlled_input()
+    assert first == pytest.approx(EXPECTED_FIRST_METRICS)
+    assert second == pytest.approx(EXPECTED_SECOND_METRICS)
+
+
+def test_metrics_expose_a_bias_update_with_the_wrong_sign(monkeypatch):
+    def wrong_sign(bias, firing_rate, peak_preact, *args):  # raises too-frequent neurons, lowers rare ones
+        return adapt_biases(bias, firing_rate, -peak_preact, *args)
+
+    monkeypatch.setattr("wsae_lens.architectures.gba.adapt_biases", wrong_sign)
+    first, second = _metrics_on_controlled_input()
+    assert first == pytest.approx(EXPECTED_FIRST_METRICS)  # no update yet
+    assert second != pytest.approx(EXPECTED_SECOND_METRICS)
+    assert second["gba/bias_at_floor_frac"] == 0.0  # neuron 0 moved up (to −0.02) instead of down to the floor
 
 
 def test_runner_trains_and_saves_gba(tmp_path, tiny_model, byte_dataset):

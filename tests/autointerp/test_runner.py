@@ -28,6 +28,7 @@ from wsae_lens.autointerp import (
 )
 from wsae_lens.autointerp.prompts import DETECTION_INTRO, explainer_messages, format_example, format_text
 from wsae_lens.autointerp.runner import _read_finished, semantic_consistency_proxy
+from wsae_lens.autointerp.scoring import classification_metrics, metrics_from_counts
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +167,7 @@ class ScriptedClient:
         for text in texts:
             default = None if kind == "detection" else False  # any other fuzzing text is wrongly marked
             truth = self.truth.get((latent, kind, text), default)
-            assert truth is not None, f"detection text not among latent {latent}'s contexts: {text!r}"
+            assert truth is not None, f"unknown text for latent {latent}: {text!r}"
             truths.append(truth)
         self.seen.setdefault((latent, kind), []).extend(truths)
         if self.policy == "failed":
@@ -203,14 +204,12 @@ def scripted_setup(topk_sae, byte_source, common_latents):
     return scan, records
 
 
-@pytest.mark.parametrize("contexts_per_prompt", [1, 3])
-@pytest.mark.parametrize("policy", ["correct", "wrong", "yes", "unparsable", "failed"])
-def test_scores_of_a_scripted_client_are_exact(topk_sae, byte_source, scripted_setup, policy, contexts_per_prompt,
-                                               tmp_path):
+def run_and_check_scripted(sae, source, scripted_setup, policy: str, contexts_per_prompt: int, output_dir) -> None:
+    """Run the auto-interp with a ScriptedClient and assert every metric against ``expected_metrics``."""
     scan, records = scripted_setup
     client = ScriptedClient(records, policy)
     cfg = dataclasses.replace(SCRIPTED_CFG, contexts_per_prompt=contexts_per_prompt)
-    result = run_autointerp(topk_sae, byte_source, client, cfg, tmp_path, latents=[r.latent for r in records], scan=scan)
+    result = run_autointerp(sae, source, client, cfg, output_dir, latents=[r.latent for r in records], scan=scan)
     assert [row["latent"] for row in result.latents] == [r.latent for r in records]
     pooled = {kind: {"tp": 0, "fp": 0, "tn": 0, "fn": 0, "n_parsed": 0} for kind in ("detection", "fuzzing")}
     macro: dict[str, list[float]] = {"detection": [], "fuzzing": []}
@@ -241,9 +240,46 @@ def test_scores_of_a_scripted_client_are_exact(topk_sae, byte_source, scripted_s
         assert summary["accuracy"] == (pytest.approx(sum(macro[kind]) / len(macro[kind])) if macro[kind] else None)
         pooled_accuracy = (counts["tp"] + counts["tn"]) / parsed if parsed else None
         assert summary["pooled"]["accuracy"] == (pytest.approx(pooled_accuracy) if parsed else None)
+        errors = counts["fp"] + counts["fn"]
+        pooled_f1 = 2 * counts["tp"] / (2 * counts["tp"] + errors) if counts["tp"] + errors else None
+        assert summary["pooled"]["f1"] == (pytest.approx(pooled_f1) if pooled_f1 is not None else None)
     assert result.summary["n_incomplete"] == (len(records) if policy == "failed" else 0)
-    on_disk = [json.loads(line) for line in (tmp_path / "latents.jsonl").read_text().splitlines()]
+    on_disk = [json.loads(line) for line in (output_dir / "latents.jsonl").read_text().splitlines()]
     assert on_disk == result.latents
+
+
+@pytest.mark.parametrize("contexts_per_prompt", [1, 3])
+@pytest.mark.parametrize("policy", ["correct", "wrong", "yes", "unparsable", "failed"])
+def test_scores_of_a_scripted_client_are_exact(topk_sae, byte_source, scripted_setup, policy, contexts_per_prompt,
+                                               tmp_path):
+    run_and_check_scripted(topk_sae, byte_source, scripted_setup, policy, contexts_per_prompt, tmp_path)
+
+
+@pytest.mark.parametrize("broken", ["false positives counted as misses", "replies shifted by one prompt"])
+def test_scripted_client_exposes_broken_scoring(topk_sae, byte_source, scripted_setup, broken, tmp_path, monkeypatch):
+    import wsae_lens.autointerp.runner as runner_module
+
+    if broken == "false positives counted as misses":
+        def swapped(items):
+            metrics = classification_metrics(items)
+            return metrics_from_counts(metrics["tp"], metrics["fn"], metrics["tn"], metrics["fp"],
+                                       metrics["n_unparsable"], metrics["n_failed"])
+
+        monkeypatch.setattr(runner_module, "classification_metrics", swapped)
+    else:
+        real_score_items = runner_module.score_items
+
+        def shifted(client, *args, **kwargs):
+            class Shifted:
+                def complete_batch(self, conversations, max_tokens):
+                    replies = client.complete_batch(conversations, max_tokens)
+                    return replies[1:] + replies[:1]
+
+            return real_score_items(Shifted(), *args, **kwargs)
+
+        monkeypatch.setattr(runner_module, "score_items", shifted)
+    with pytest.raises(AssertionError, match=r"\('detection', \d+\)"):  # the per-latent metrics differ
+        run_and_check_scripted(topk_sae, byte_source, scripted_setup, "wrong", 1, tmp_path)
 
 
 def semantic_consistency_by_definition(sae, source, cfg) -> torch.Tensor:

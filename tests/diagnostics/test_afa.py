@@ -79,6 +79,17 @@ def test_quasi_orthogonal_codes_satisfy_the_bound(h, eps, seed):
     assert measured.item() <= true_eps * (1 + 1e-4) + 1e-6
 
 
+def equicorrelated_code(h: int, rho: float, scale: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(z, f): h unit directions in R^64 with every pairwise cosine ρ, all activated at ``scale``."""
+    gram = (1 - rho) * torch.eye(h, dtype=torch.float64) + rho * torch.ones(h, h, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(seed)
+    rotation = torch.linalg.qr(torch.randn(64, 64, generator=generator, dtype=torch.float64))[0][:h]
+    directions = torch.linalg.cholesky(gram) @ rotation  # rows: unit vectors with Gram matrix G
+    torch.testing.assert_close(directions @ directions.T, gram)
+    f = torch.full((h,), scale, dtype=torch.float64)
+    return f @ directions, f
+
+
 @settings(max_examples=40, deadline=None)
 @given(h=st.integers(2, 30), rho_fraction=st.floats(-0.95, 0.95), scale=st.floats(0.1, 10.0), seed=st.integers(0, 2**31 - 1))
 def test_eps_lbo_equals_the_interference_of_equicorrelated_codes(h, rho_fraction, scale, seed):
@@ -88,15 +99,33 @@ def test_eps_lbo_equals_the_interference_of_equicorrelated_codes(h, rho_fraction
     ε_LBO = |ρ h(h − 1) c²| / ((h − 1) h c²) = |ρ| (ρ may be negative, down to −1/(h − 1)).
     """
     rho = rho_fraction if rho_fraction >= 0 else rho_fraction / (h - 1)
-    gram = (1 - rho) * torch.eye(h, dtype=torch.float64) + rho * torch.ones(h, h, dtype=torch.float64)
-    generator = torch.Generator().manual_seed(seed)
-    rotation = torch.linalg.qr(torch.randn(64, 64, generator=generator, dtype=torch.float64))[0][:h]
-    directions = torch.linalg.cholesky(gram) @ rotation  # rows: unit vectors in R^64 with Gram matrix G
-    torch.testing.assert_close(directions @ directions.T, gram)
-    f = torch.full((h,), scale, dtype=torch.float64)
-    z = f @ directions
+    z, f = equicorrelated_code(h, rho, scale, seed)
     measured = epsilon_lbo(z.norm()[None], f.norm()[None], torch.tensor([h]))
     assert measured.item() == pytest.approx(abs(rho), rel=1e-6, abs=1e-9)
+
+
+BROKEN_EPSILONS = {
+    "always 0": lambda z, f, h: torch.zeros_like(z),
+    "no absolute value": lambda z, f, h: (z.square() - f.square()) / ((h - 1) * f.square()),
+    "h instead of h - 1": lambda z, f, h: (z.square() - f.square()).abs() / (h * f.square()),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN_EPSILONS))
+def test_broken_eps_lbo_variants_are_rejected(name):
+    """The equicorrelated check above tells ε_LBO from plausible wrong variants (and the upper bound alone cannot)."""
+    cases = [(5, 0.2), (5, -0.2), (12, 0.05)]
+    for epsilon in (epsilon_lbo, BROKEN_EPSILONS[name]):
+        errors = []
+        for h, rho in cases:
+            z, f = equicorrelated_code(h, rho, 1.5, seed=h)
+            measured = epsilon(z.norm()[None], f.norm()[None], torch.tensor([h])).item()
+            assert measured <= abs(rho) + 1e-9  # every variant here satisfies the one-sided bound ...
+            errors.append(abs(measured - abs(rho)))
+        if epsilon is epsilon_lbo:
+            assert max(errors) < 1e-9
+        else:
+            assert max(errors) > 0.01  # ... only the equality exposes it
 
 
 def test_summary_shares_and_quantiles():
