@@ -25,6 +25,9 @@ def training_sae() -> TopAFATrainingSAE:
     with torch.no_grad():  # a non-trivial decoder bias and uneven decoder norms
         sae.b_dec.copy_(torch.randn(8) * 0.3)
         sae.W_dec.mul_(torch.rand(32, 1) + 0.5)
+        # a strong encoder: at init all positive scores together reach only 1.4% of the target norm, so the rule
+        # would keep every positive latent and any selection rule would pass; ×150 puts the target mid-prefix
+        sae.W_enc.mul_(150.0)
     return sae
 
 
@@ -38,6 +41,9 @@ def test_encode_keeps_the_reference_rule_selection(training_sae, afa_target):
     target = (x - training_sae.b_dec if afa_target == "input_minus_b_dec" else x).norm(dim=-1)
     expected = full_sort_afa_selection(scores.detach(), target)
     torch.testing.assert_close(feature_acts, scores * expected.mask)
+    # the rule is exercised: most tokens keep some but not all of their positive latents
+    positive = (scores > 0).sum(-1)
+    assert ((expected.k > 0) & (expected.k < positive)).float().mean() > 0.5
     # the kept code's norm is the nearest prefix norm to the target: no single latent more or less is nearer
     kept_norm = feature_acts.norm(dim=-1)
     assert ((kept_norm - target).abs() <= (scores.norm(dim=-1) - target).abs() + 1e-5).all()
@@ -47,8 +53,12 @@ def test_training_losses_and_gradients(training_sae):
     x = torch.randn(32, 8) * 3
     output = training_sae.training_forward_pass(step_input(x, 32, dead=True))
     assert set(output.losses) == {"mse_loss", "auxiliary_reconstruction_loss", "afa_loss"}
-    kept_norm = output.feature_acts.norm(dim=-1)
+    # the kept code's norm from the reference rule on the written-out scores (as in the encode test above)
     target = (x - training_sae.b_dec).norm(dim=-1)
+    with torch.no_grad():
+        hidden_pre = (x - training_sae.b_dec) @ training_sae.W_enc + training_sae.b_enc
+        scores = (hidden_pre * training_sae.W_dec.norm(dim=-1)).relu()
+        kept_norm = (scores * full_sort_afa_selection(scores, target).mask).norm(dim=-1)
     expected_afa = training_sae.cfg.afa_coefficient * (kept_norm - target).square().mean()
     torch.testing.assert_close(output.losses["afa_loss"], expected_afa)
     assert output.losses["auxiliary_reconstruction_loss"] > 0  # SAELens's AuxK with every latent dead
