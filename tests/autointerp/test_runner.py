@@ -80,7 +80,8 @@ def test_local_client_end_to_end(local_run, topk_sae, byte_source):
     proxy = summary["semantic_consistency"]
     expected = semantic_consistency_by_definition(topk_sae, byte_source, cfg)
     assert proxy["mean"] == pytest.approx(expected[~expected.isnan()].mean().item())
-    assert proxy["per_latent"] == pytest.approx({str(r["latent"]): expected[r["latent"]].item() for r in local_run.latents})
+    per_latent = {str(r["latent"]): expected[r["latent"]].item() for r in local_run.latents}
+    assert proxy["per_latent"] == pytest.approx(per_latent)
     table = comparison_table({"topk": local_run})
     assert table.splitlines()[2].startswith("| topk | 2 | 2 |")
 

@@ -44,7 +44,8 @@ def test_zf_plot_command_summary_matches_the_definitions_and_the_library(tmp_pat
         sae.b_dec.copy_(torch.randn(16) * 0.5)
         sae.W_dec.mul_(torch.rand(64, 1) + 0.5)
     sae.save_inference_model(tmp_path / "sae")
-    # token norms spread over a factor 5: ‖b_dec‖ over-activates the small tokens, the weak encoder under-activates the big ones
+    # token norms spread over a factor 5: ‖b_dec‖ over-activates the small tokens, the weak encoder
+    # under-activates the big ones
     activations = torch.randn(4, 50, 16) * (torch.rand(4, 50, 1) * 0.8 + 0.2)
     save_file({"acts": activations}, tmp_path / "acts.safetensors")
     torch.save(activations, tmp_path / "acts.pt")

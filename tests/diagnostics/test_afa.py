@@ -91,7 +91,12 @@ def equicorrelated_code(h: int, rho: float, scale: float, seed: int) -> tuple[to
 
 
 @settings(max_examples=40, deadline=None)
-@given(h=st.integers(2, 30), rho_fraction=st.floats(-0.95, 0.95), scale=st.floats(0.1, 10.0), seed=st.integers(0, 2**31 - 1))
+@given(
+    h=st.integers(2, 30),
+    rho_fraction=st.floats(-0.95, 0.95),
+    scale=st.floats(0.1, 10.0),
+    seed=st.integers(0, 2**31 - 1),
+)
 def test_eps_lbo_equals_the_interference_of_equicorrelated_codes(h, rho_fraction, scale, seed):
     """Unit directions with every pairwise cosine ρ and equal activations attain the bound: ε_LBO = |ρ|.
 
