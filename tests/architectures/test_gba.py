@@ -158,18 +158,55 @@ def test_group_targets_are_geometric():
     assert group_target_frequencies(1, 0.05, 0.05).tolist() == pytest.approx([0.05])
 
 
+def _metrics_on_controlled_input() -> tuple[dict[str, float], dict[str, float]]:
+    """Metrics after each of two steps on the controlled input of test_update_rule_on_controlled_input, with a
+    bias floor of −0.15 that neuron 0 hits at the update (end of step 2)."""
+    cfg = GBATrainingSAEConfig(d_in=2, d_sae=4, n_groups=2, freq_high=0.5, freq_low=0.25, update_interval=2,
+                               bias_step_down=0.1, bias_step_up=0.1, bias_min=-0.15)
+    sae = GBATrainingSAE(cfg)
+    with torch.no_grad():
+        sae.W_dec.copy_(torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]]))
+        sae.b_dec.zero_()
+        sae.bias.fill_(-0.1)
+
+    def metrics_after(x: torch.Tensor, step: int) -> dict[str, float]:
+        out = sae.training_forward_pass(_step_input(x, step))
+        return {name: float(value()) for name, value in out.metrics.items()}  # type: ignore[operator]
+
+    first = metrics_after(torch.tensor([[0.5, 0.3], [0.9, 0.05]]), 0)
+    return first, metrics_after(torch.tensor([[0.7, 0.0], [0.3, 0.0]]), 1)
+
+
+# step 1: neuron 0 fires on both tokens, neuron 2 on one → group 0 (neurons 0, 1): 2/4, group 1 (2, 3): 1/4
+EXPECTED_FIRST_METRICS = {
+    "gba/group_0_freq": 0.5, "gba/group_0_target": 0.5, "gba/group_1_freq": 0.25, "gba/group_1_target": 0.25,
+    "gba/bias_mean": -0.1, "gba/bias_min": -0.1, "gba/bias_max": -0.1, "gba/bias_at_floor_frac": 0.0,
+    "gba/dead_neurons": 0.0,  # no window finished yet
+}
+# step 2: only neuron 0 fires (2/4 in group 0, 0 in group 1); then the update (window rates 1, 0, 1/4, 0):
+# b = (max(−0.1 − 0.1·0.8, −0.15), −0.1 + 0.1·0.8, −0.1, −0.1 + 0.1·0.2) = (−0.15, −0.02, −0.1, −0.08)
+EXPECTED_SECOND_METRICS = {
+    "gba/group_0_freq": 0.5, "gba/group_0_target": 0.5, "gba/group_1_freq": 0.0, "gba/group_1_target": 0.25,
+    "gba/bias_mean": -0.35 / 4, "gba/bias_min": -0.15, "gba/bias_max": -0.02, "gba/bias_at_floor_frac": 0.25,
+    "gba/dead_neurons": 2.0,  # neurons 1 and 3 never fired in the window
+}
+
+
 def test_metrics_report_group_frequency_bias_and_dead():
-    torch.manual_seed(0)
-    sae = GBATrainingSAE(GBATrainingSAEConfig(d_in=4, d_sae=8, n_groups=2, update_interval=1))
-    x = torch.randn(16, 4)
-    out = sae.training_forward_pass(_step_input(x))
-    metrics = {name: float(value()) for name, value in out.metrics.items()}  # type: ignore[operator]
-    fired = (out.feature_acts != 0).float()
-    assert metrics["gba/group_0_freq"] == pytest.approx(fired[:, :4].mean().item())
-    assert metrics["gba/group_1_freq"] == pytest.approx(fired[:, 4:].mean().item())
-    assert metrics["gba/group_1_target"] == pytest.approx(1e-3)
-    assert metrics["gba/dead_neurons"] == float((sae.last_window_freq < 1e-6).sum())
-    assert {"gba/bias_mean", "gba/bias_min", "gba/bias_max", "gba/bias_at_floor_frac"} <= set(metrics)
+    first, second = _metrics_on_controlled_input()
+    assert first == pytest.approx(EXPECTED_FIRST_METRICS)
+    assert second == pytest.approx(EXPECTED_SECOND_METRICS)
+
+
+def test_metrics_expose_a_bias_update_with_the_wrong_sign(monkeypatch):
+    def wrong_sign(bias, firing_rate, peak_preact, *args):  # raises too-frequent neurons, lowers rare ones
+        return adapt_biases(bias, firing_rate, -peak_preact, *args)
+
+    monkeypatch.setattr("wsae_lens.architectures.gba.adapt_biases", wrong_sign)
+    first, second = _metrics_on_controlled_input()
+    assert first == pytest.approx(EXPECTED_FIRST_METRICS)  # no update yet
+    assert second != pytest.approx(EXPECTED_SECOND_METRICS)
+    assert second["gba/bias_at_floor_frac"] == 0.0  # neuron 0 moved up (to −0.02) instead of down to the floor
 
 
 def test_runner_trains_and_saves_gba(tmp_path, tiny_model, byte_dataset):

@@ -92,10 +92,46 @@ def test_weighted_loss_equals_formula(architecture):
     assert not torch.allclose(unweighted, expected)
 
 
-def test_gamma_gets_no_gradient_and_is_not_a_parameter():
-    sae = make_sae("weighted_topk")
-    assert "gamma" not in dict(sae.named_parameters())
-    assert "gamma" in sae.state_dict()
+def assert_gradients_are_those_of_the_weighted_loss(weighted, gamma: torch.Tensor) -> None:
+    """Backward through ``weighted`` and through SAELens's TopK (same weights) with its MSE replaced by
+    mean Σ_i γ_i² (x_i − x̂_i)², written out here: every parameter gets the same gradient; Γ gets none."""
+    plain = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=D_IN, d_sae=D_SAE, k=5))
+    plain.load_state_dict({k: v for k, v in weighted.state_dict().items() if k != "gamma"})
+    x = torch.randn(64, D_IN)
+    dead = torch.zeros(D_SAE, dtype=torch.bool)
+    dead[:10] = True  # the AuxK loss contributes too
+    weighted.training_forward_pass(step_input(x, dead)).loss.backward()
+    out = plain.training_forward_pass(step_input(x, dead))
+    assert set(out.losses) == {"mse_loss", "auxiliary_reconstruction_loss"}
+    reference = (gamma**2 * (x - out.sae_out) ** 2).sum(-1).mean() + out.losses["auxiliary_reconstruction_loss"]
+    reference.backward()
+    plain_params = dict(plain.named_parameters())
+    for name, param in weighted.named_parameters():
+        torch.testing.assert_close(param.grad, plain_params[name].grad, msg=name)
+    assert not weighted.gamma.requires_grad and weighted.gamma.grad is None  # the backward pass left Γ alone
+
+
+def test_gradients_are_those_of_the_gamma_weighted_loss_and_gamma_gets_none():
+    weighted = make_sae("weighted_topk")
+    gamma = torch.rand(D_IN) + 0.5
+    weighted.set_gamma(gamma)
+    assert "gamma" not in dict(weighted.named_parameters()) and "gamma" in weighted.state_dict()
+    optimizer = torch.optim.Adam(weighted.parameters(), lr=1e-2)
+    assert_gradients_are_those_of_the_weighted_loss(weighted, gamma)
+    before = {name: param.detach().clone() for name, param in weighted.named_parameters()}
+    optimizer.step()
+    assert torch.equal(weighted.gamma, gamma)
+    assert all(not torch.equal(param, before[name]) for name, param in weighted.named_parameters())
+
+
+def test_a_loss_without_gamma_is_rejected(monkeypatch):
+    """A weighted SAE whose loss forgot Γ: the gradient check above fails on it."""
+    monkeypatch.setattr(WeightedTopKTrainingSAE, "weighted_mse", lambda self, preds, target: (preds - target).pow(2))
+    weighted = make_sae("weighted_topk")
+    gamma = torch.rand(D_IN) + 0.5
+    weighted.set_gamma(gamma)
+    with pytest.raises(AssertionError, match="W_dec|b_dec|W_enc|b_enc"):  # a parameter's gradient differs
+        assert_gradients_are_those_of_the_weighted_loss(weighted, gamma)
 
 
 def test_set_gamma_follows_sae_dtype_and_records_provenance(tmp_path):

@@ -47,6 +47,8 @@ def test_latents_are_live_seeded_and_distinct(scan):
 def test_records_contexts(topk_sae, byte_source, scan):
     records = build_latent_records(topk_sae, byte_source, CFG, scan=scan)
     assert [r.latent for r in records] == choose_latents(scan, CFG.n_latents, CFG.seed)
+    with torch.no_grad():  # every scanned token, encoded directly: which latents fire on it
+        firing = topk_sae.encode(byte_source.activations(scan.tokens)).reshape(-1, topk_sae.cfg.d_sae) > 0
     for record in records:
         maxima = scan.context_max[:, record.latent]
         top = torch.argsort(maxima, descending=True, stable=True)[: CFG.n_explanation_examples].tolist()
@@ -67,6 +69,7 @@ def test_records_contexts(topk_sae, byte_source, scan):
         assert record.n_activating_contexts == int((maxima > 0).sum())
         assert list(record.activation_quantiles.values()) == sorted(record.activation_quantiles.values())
         assert record.activation_quantiles["q1"] == pytest.approx(float(maxima.max()))
+        assert record.firing_rate == pytest.approx(firing[:, record.latent].float().mean().item())
         assert 0 < record.firing_rate < 1
 
 

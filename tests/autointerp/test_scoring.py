@@ -45,8 +45,17 @@ def test_metrics_match_definitions(pairs):
         assert m["balanced_accuracy"] == pytest.approx((tpr + tnr) / 2)
     else:
         assert m["balanced_accuracy"] is None
-    for key in ("accuracy", "balanced_accuracy", "f1", "precision", "recall"):
-        assert m[key] is None or 0 <= m[key] <= 1
+    predicted_yes = [l for l, p in parsed if p]  # labels of the answers "yes"
+    precision = sum(predicted_yes) / len(predicted_yes) if predicted_yes else None
+    recall = sum(positives) / len(positives) if positives else None
+    assert m["precision"] == (pytest.approx(precision) if precision is not None else None)
+    assert m["recall"] == (pytest.approx(recall) if recall is not None else None)
+    if precision and recall:  # F1 is the harmonic mean of precision and recall
+        assert m["f1"] == pytest.approx(2 * precision * recall / (precision + recall))
+    elif any(l or p for l, p in parsed):  # something to find or something found, yet no true positive
+        assert m["f1"] == 0
+    else:
+        assert m["f1"] is None
 
 
 @given(st.lists(st.booleans(), min_size=1, max_size=30))

@@ -79,16 +79,89 @@ def test_quasi_orthogonal_codes_satisfy_the_bound(h, eps, seed):
     assert measured.item() <= true_eps * (1 + 1e-4) + 1e-6
 
 
+def equicorrelated_code(h: int, rho: float, scale: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(z, f): h unit directions in R^64 with every pairwise cosine ρ, all activated at ``scale``."""
+    gram = (1 - rho) * torch.eye(h, dtype=torch.float64) + rho * torch.ones(h, h, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(seed)
+    rotation = torch.linalg.qr(torch.randn(64, 64, generator=generator, dtype=torch.float64))[0][:h]
+    directions = torch.linalg.cholesky(gram) @ rotation  # rows: unit vectors with Gram matrix G
+    torch.testing.assert_close(directions @ directions.T, gram)
+    f = torch.full((h,), scale, dtype=torch.float64)
+    return f @ directions, f
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    h=st.integers(2, 30),
+    rho_fraction=st.floats(-0.95, 0.95),
+    scale=st.floats(0.1, 10.0),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_eps_lbo_equals_the_interference_of_equicorrelated_codes(h, rho_fraction, scale, seed):
+    """Unit directions with every pairwise cosine ρ and equal activations attain the bound: ε_LBO = |ρ|.
+
+    ‖z‖² = fᵀGf with G = (1 − ρ)I + ρ11ᵀ, so for f = c·1: ‖z‖² − ‖f‖² = ρ h(h − 1) c² and
+    ε_LBO = |ρ h(h − 1) c²| / ((h − 1) h c²) = |ρ| (ρ may be negative, down to −1/(h − 1)).
+    """
+    rho = rho_fraction if rho_fraction >= 0 else rho_fraction / (h - 1)
+    z, f = equicorrelated_code(h, rho, scale, seed)
+    measured = epsilon_lbo(z.norm()[None], f.norm()[None], torch.tensor([h]))
+    assert measured.item() == pytest.approx(abs(rho), rel=1e-6, abs=1e-9)
+
+
+BROKEN_EPSILONS = {
+    "always 0": lambda z, f, h: torch.zeros_like(z),
+    "no absolute value": lambda z, f, h: (z.square() - f.square()) / ((h - 1) * f.square()),
+    "h instead of h - 1": lambda z, f, h: (z.square() - f.square()).abs() / (h * f.square()),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN_EPSILONS))
+def test_broken_eps_lbo_variants_are_rejected(name):
+    """The equicorrelated check above tells ε_LBO from plausible wrong variants (and the upper bound alone cannot)."""
+    cases = [(5, 0.2), (5, -0.2), (12, 0.05)]
+    for epsilon in (epsilon_lbo, BROKEN_EPSILONS[name]):
+        errors = []
+        for h, rho in cases:
+            z, f = equicorrelated_code(h, rho, 1.5, seed=h)
+            measured = epsilon(z.norm()[None], f.norm()[None], torch.tensor([h])).item()
+            assert measured <= abs(rho) + 1e-9  # every variant here satisfies the one-sided bound ...
+            errors.append(abs(measured - abs(rho)))
+        if epsilon is epsilon_lbo:
+            assert max(errors) < 1e-9
+        else:
+            assert max(errors) > 0.01  # ... only the equality exposes it
+
+
 def test_summary_shares_and_quantiles():
     sae = hand_built_sae()
-    metrics = afa_token_metrics(sae, torch.tensor([[1.0, 0.0], [3.0, 4.0], [30.0, 40.0]]))
-    summary = metrics.summary()
-    ratio = metrics.ratio
-    assert summary.share_over_activated == pytest.approx((ratio > 1).float().mean().item())
-    assert summary.share_under_activated == pytest.approx((ratio < 1).float().mean().item())
-    assert summary.median_ratio == pytest.approx(ratio.median().item())
-    assert summary.ratio_quantiles[0.5] == pytest.approx(ratio.median().item())
-    assert "under-activated" in summary.format()
+    x = torch.tensor([[1.0, 0.0], [3.0, 4.0], [-5.0, 0.0], [-4.0, 3.0], [0.0, -20.0]])
+    summary = afa_token_metrics(sae, x).summary()
+    # by hand (see hand_built_sae): acts (1,0,2), (3,4,2), (0,0,2), (0,3,2), (0,0,2)
+    # ‖f̃‖² = 14, 62, 10, 19, 10;  ‖z‖² = 1, 25, 25, 25, 400;  h = 3, 4, 2, 3, 2;  L0 = 2, 3, 1, 2, 1
+    ratios = sorted([14**0.5, 62**0.5 / 5, 10**0.5 / 5, 19**0.5 / 5, 10**0.5 / 20])
+    assert summary.n_tokens == 5
+    assert summary.share_over_activated == pytest.approx(2 / 5)  # tokens 0 and 1
+    assert summary.share_under_activated == pytest.approx(3 / 5)
+    assert summary.median_ratio == pytest.approx(19**0.5 / 5)
+    assert summary.mean_l0 == pytest.approx(9 / 5)
+    expected_ratio_quantiles = {  # linear interpolation at q (n − 1) = 4q
+        0.05: ratios[0] + 0.2 * (ratios[1] - ratios[0]),
+        0.25: ratios[1],
+        0.5: ratios[2],
+        0.75: ratios[3],
+        0.95: ratios[3] + 0.8 * (ratios[4] - ratios[3]),
+    }
+    assert summary.ratio_quantiles == pytest.approx(expected_ratio_quantiles)
+    # ε_LBO = |‖z‖² − ‖f̃‖²| / ((h − 1)‖f̃‖²) = 13/28, 37/186, 15/10, 6/38, 390/10
+    assert summary.median_eps_lbo == pytest.approx(13 / 28) and summary.n_undefined_eps_lbo == 0
+    assert summary.eps_lbo_quantiles[0.25] == pytest.approx(37 / 186)
+    # x̂ = (2 a_0 + c, a_1 + c + 3) with c = 1/√2 (latent 2 adds 2 · W_dec,2, b_dec = (0, 3))
+    c = 0.5**0.5
+    nmse = [11 + 8 * c, (19 + 12 * c) / 25, (35 + 16 * c) / 25, (26 + 14 * c) / 25, (530 + 46 * c) / 400]
+    assert summary.mean_nmse == pytest.approx(sum(nmse) / 5)
+    assert summary.median_nmse == pytest.approx((26 + 14 * c) / 25)
+    assert "under-activated 60.0%" in summary.format() and "over-activated 40.0%" in summary.format()
 
 
 def test_stream_sources_agree_and_plot_is_written(tmp_path):
@@ -97,9 +170,12 @@ def test_stream_sources_agree_and_plot_is_written(tmp_path):
     activations = torch.randn(300, 16)
     whole = afa_token_metrics(sae, activations)
     streamed = afa_diagnostics(sae, list(activations.split(70)), batch_size=32, progress=False)
-    torch.testing.assert_close(streamed.feature_norm, whole.feature_norm)
     limited = afa_diagnostics(sae, activations, max_tokens=100, progress=False)
     assert len(limited) == 100
+    for name in ("dense_norm", "feature_norm", "n_features", "eps_lbo", "nmse", "l0"):
+        torch.testing.assert_close(getattr(streamed, name), getattr(whole, name), equal_nan=True, msg=name)
+        torch.testing.assert_close(getattr(limited, name), getattr(whole, name)[:100], equal_nan=True, msg=name)
+    torch.testing.assert_close(whole.dense_norm, activations.norm(dim=-1))
     assert (whole.l0 == 4).all()
     path = zf_plot(whole, tmp_path / "plots" / "zf.png")
     assert path.is_file() and path.stat().st_size > 1000
@@ -110,10 +186,11 @@ def test_stream_sources_agree_and_plot_is_written(tmp_path):
         zf_plot(whole, tmp_path / "zf.txt")
 
 
-def test_activations_store_source(tiny_model, byte_dataset):
+def test_activations_store_source_matches_direct_activations(tiny_model, byte_dataset):
     torch.manual_seed(0)
     sae = TopKSAE(TopKSAEConfig(d_in=16, d_sae=64, k=4))
-    sae.cfg.metadata.hook_name = "blocks.0.hook_resid_post"
+    hook = "blocks.0.hook_resid_post"
+    sae.cfg.metadata.hook_name = hook
     sae.cfg.metadata.prepend_bos = False
     store = ActivationsStore.from_sae(
         tiny_model, sae, dataset=byte_dataset, context_size=32, streaming=False, store_batch_size_prompts=4,
@@ -121,6 +198,12 @@ def test_activations_store_source(tiny_model, byte_dataset):
     )
     metrics = afa_diagnostics(sae, store, max_tokens=200, batch_size=64, progress=False)
     assert len(metrics) == 200
-    assert torch.isfinite(metrics.dense_norm).all() and (metrics.dense_norm > 0).all()
+    # the store reads the dataset's contexts in order: the first 200 tokens are those of rows 0-6
+    _, cache = tiny_model.run_with_cache(torch.as_tensor(byte_dataset[:7]["input_ids"]), names_filter=hook)
+    activations = cache[hook].reshape(-1, 16)[:200]
+    torch.testing.assert_close(metrics.dense_norm, activations.norm(dim=-1))
+    direct = afa_token_metrics(sae, activations)
+    for name in ("dense_norm", "feature_norm", "n_features", "eps_lbo", "nmse", "l0"):
+        torch.testing.assert_close(getattr(metrics, name), getattr(direct, name), equal_nan=True, msg=name)
     with pytest.raises(ValueError, match="max_tokens"):
         afa_diagnostics(sae, store, progress=False)

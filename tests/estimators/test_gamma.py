@@ -7,6 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.estimators.test_semantic_consistency import brute_force as brute_force_semantic_consistency
 from wsae_lens.estimators import estimate_gamma, scores_to_gamma
 
 
@@ -66,6 +67,20 @@ def test_constant_activations_cannot_give_gamma():
         estimate_gamma([torch.ones(10, 3)], progress=False)
 
 
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(0, 8), st.integers(1, 5))
+def test_variance_gamma_is_scores_to_gamma_of_torch_var(seed, alpha_quarters, n_batches):
+    generator = torch.Generator().manual_seed(seed)
+    scales = torch.rand(6, generator=generator) * 2.5 + 0.5  # variances within a factor 36: no floor
+    batches = [torch.randn(11 + 7 * i, 6, generator=generator) * scales + 3.0 for i in range(n_batches)]
+    alpha = alpha_quarters / 4
+    gamma = estimate_gamma(batches, weighting="variance", alpha=alpha, progress=False)
+    variance = torch.var(torch.cat(batches).double(), dim=0)
+    torch.testing.assert_close(gamma, scores_to_gamma(variance, alpha=alpha), rtol=1e-10, atol=0)
+    expected = variance**alpha  # γ_i ∝ Var(x_i)^α, normalised to mean(γ²) = 1 (by hand)
+    torch.testing.assert_close(gamma, expected / expected.square().mean().sqrt(), rtol=1e-10, atol=0)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     st.integers(0, 2**31 - 1),
@@ -84,3 +99,11 @@ def test_gamma_is_invariant_to_batch_order(seed, alpha_quarters, order, weightin
     gamma = estimate_gamma(batches, weighting=weighting, alpha=alpha, progress=False)
     shuffled = estimate_gamma([batches[i] for i in order], weighting=weighting, alpha=alpha, progress=False)
     torch.testing.assert_close(shuffled, gamma, rtol=1e-10, atol=0)
+    # both equal the order-free definition on all the data at once
+    x = torch.cat([b[0] for b in batches])
+    if weighting == "variance":
+        scores = torch.var(x.double(), dim=0)
+    else:
+        labels = torch.cat([b[1] for b in batches]).tolist()
+        scores = torch.tensor(brute_force_semantic_consistency(x, labels, 1e-6), dtype=torch.float64).nan_to_num(0.0)
+    torch.testing.assert_close(gamma, scores_to_gamma(scores, alpha=alpha), rtol=1e-9, atol=1e-12)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from sae_lens import TopKSAE, TopKSAEConfig
 
 from wsae_lens.estimators import (
+    DEFAULT_GAMMA_FLOOR,
     SemanticConsistencyCounter,
     estimate_gamma,
     estimate_semantic_consistency,
@@ -91,7 +92,11 @@ def test_never_active_dimension_is_nan_and_floored_in_gamma():
     result = estimate_semantic_consistency([(x, labels)], progress=False)
     assert math.isnan(result.scores[2]) and result.active_counts[2] == 0 and result.top_labels[2] == -1
     gamma = estimate_gamma([(x, labels)], weighting="semantic_consistency", progress=False)
-    assert 0 < gamma[2] < gamma[:2].min()
+    # the never-active dimension gets floor · (top score), α = 1, then all are scaled to mean(γ²) = 1
+    scores = torch.tensor(brute_force(x, labels.tolist(), 1e-6), dtype=torch.float64).nan_to_num(0.0)
+    floored = scores.clamp(min=DEFAULT_GAMMA_FLOOR * scores.max())
+    torch.testing.assert_close(gamma, floored / floored.square().mean().sqrt())
+    assert gamma[2] / gamma.max() == pytest.approx(DEFAULT_GAMMA_FLOOR)
 
 
 def test_label_length_mismatch_names_the_batch():
