@@ -58,3 +58,34 @@ def test_offline_hub_model_names_the_embedded_default(tmp_path) -> None:
     assert done.returncode == 1, done.stdout + done.stderr
     assert "embedded:smollm2-135m" in done.stderr and "pythia-160m" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_estimate_cli_reads_an_embedded_runner_config(tmp_path) -> None:
+    """The config `wsae-lens train` accepts works for `wsae-lens estimate` too (one config loader), and Γ is
+    Var of the first kept tokens, recomputed here by hand from the model's own activations."""
+    import torch
+
+    from wsae_lens.activations import special_token_ids
+    from wsae_lens.estimators import scores_to_gamma
+    from wsae_lens.pipeline.loading import load_runner_config
+
+    path = tmp_path / "embedded.yaml"
+    cfg = embedded_config(tmp_path)
+    path.write_text(yaml.safe_dump(cfg))
+    output = tmp_path / "gamma.safetensors"
+    result = CliRunner().invoke(app, ["estimate", str(path), "-o", str(output)])
+    assert result.exit_code == 0, result.output
+    assert "256 tokens" in result.output and "token filter: dropped" in result.output
+
+    inputs = load_runner_config(path)
+    rows = torch.as_tensor(inputs.dataset[:64]["input_ids"])[:, : cfg["context_size"]]
+    _, cache = inputs.model.run_with_cache(rows, names_filter=[cfg["hook_name"]], stop_at_layer=2)
+    acts, ids = cache[cfg["hook_name"]].reshape(-1, 576), rows.reshape(-1)
+    norms = acts.norm(dim=-1)
+    ordinary = ~torch.isin(ids, special_token_ids(inputs.model.tokenizer))
+    first_batch = torch.arange(acts.shape[0]) < cfg["store_batch_size_prompts"] * cfg["context_size"]
+    keep = ordinary & (norms <= 10 * norms[first_batch & ordinary].median())
+    expected = scores_to_gamma(acts[keep][:256].double().var(0), alpha=1.0)
+    from wsae_lens import load_gamma
+
+    torch.testing.assert_close(load_gamma(output).double(), expected, rtol=1e-4, atol=1e-6)

@@ -179,8 +179,8 @@ def load_kept_activations(cache_dir: Path, token_filter: TokenFilter) -> tuple[t
     return torch.cat([b.activations for b in batches]), torch.cat([b.labels for b in batches])
 
 
-def train_arm(cfg: ComparisonConfig, arm: Arm, hook_name: str, activations: torch.Tensor, held_out: torch.Tensor,
-              token_filter: TokenFilter, out: Path) -> tuple[Path, Any, dict[str, float] | None]:
+def train_arm(cfg: ComparisonConfig, arm: Arm, hook_name: str, activations: torch.Tensor, token_ids: torch.Tensor,
+              held_out: torch.Tensor, token_filter: TokenFilter, out: Path) -> tuple[Path, Any, dict[str, float] | None]:
     """Build the arm's SAE (seeded weights), set Γ if its weighting is estimated, train, save; returns
     (folder, training curve, Γ summary or None)."""
     from sae_lens import LanguageModelSAERunnerConfig
@@ -198,7 +198,7 @@ def train_arm(cfg: ComparisonConfig, arm: Arm, hook_name: str, activations: torc
     sae = TrainingSAE.from_dict(TrainingSAEConfig.from_dict(runner_cfg.get_training_sae_cfg_dict()).to_dict())
     gamma_summary = None
     if getattr(sae.cfg, "weighting", "uniform") in ESTIMATED_WEIGHTINGS:
-        estimate = estimate_sae_gamma(sae, (activations,), token_filter=TokenFilter.keep_all(), progress=False)
+        estimate = estimate_sae_gamma(sae, [(activations, token_ids)], token_filter=TokenFilter.keep_all(), progress=False)
         summary = describe_gamma(estimate.gamma)
         gamma_summary = {key: float(summary[key]) for key in ("min", "median", "max", "mean_square")}
     sae, curve = train_on_activations(sae, runner_cfg, activations, epochs=cfg.epochs, seed=seed, held_out=held_out)
@@ -248,7 +248,7 @@ def run_comparison(cfg: ComparisonConfig, model: Any | None = None) -> Compariso
     lap("cache")
 
     token_filter = TokenFilter(special_token_ids=special_token_ids(model.tokenizer), outlier_norm_ratio=cfg.outlier_norm_ratio)
-    activations, _ = load_kept_activations(cache_dir, token_filter)
+    activations, token_ids = load_kept_activations(cache_dir, token_filter)
     filtered = asdict(token_filter.counts)
     held_out = prepare_held_out(model, held_out_rows[:]["input_ids"], hook_name, token_filter, cfg.eval_rows)
     lap("filter")
@@ -257,7 +257,8 @@ def run_comparison(cfg: ComparisonConfig, model: Any | None = None) -> Compariso
                               cached_tokens=cached_tokens, kept_tokens=activations.shape[0],
                               token_filter=token_filter.to_metadata(), filtered=filtered)
     for arm in cfg.arms:
-        path, curve, gamma_summary = train_arm(cfg, arm, hook_name, activations, held_out.activations, token_filter, out)
+        path, curve, gamma_summary = train_arm(cfg, arm, hook_name, activations, token_ids, held_out.activations,
+                                               token_filter, out)
         result.sae_paths[arm.name] = str(path)
         result.curves[arm.name] = asdict(curve)
         if gamma_summary is not None:
