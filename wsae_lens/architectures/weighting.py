@@ -13,6 +13,7 @@ This module holds the one mechanism; each architecture module mixes it into SAEL
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,54 @@ WEIGHTING_CHOICES: tuple[str, ...] = ("uniform", "variance", "semantic_consisten
 ESTIMATED_WEIGHTINGS: tuple[str, ...] = ("variance", "semantic_consistency")
 """Weightings whose Γ is estimated from the training activations before training starts."""
 
+TRANSFORM_CHOICES: tuple[str, ...] = ("none", "rank", "log")
+"""Accepted values of ``weighting_transform``: the monotone map applied to the scores before γ = s^α
+(see :func:`wsae_lens.estimators.gamma.transform_scores`)."""
+
+
+def validate_weighting_options(
+    *,
+    alpha: float = 1.0,
+    allow_negative_alpha: bool = False,
+    transform: str = "none",
+    active_quantile: float | None = None,
+) -> None:
+    """The one check of the Γ options, shared by :class:`WeightingConfig` and the estimator
+    (:func:`wsae_lens.estimators.estimate_gamma`, :func:`wsae_lens.estimators.scores_to_gamma`).
+
+    Raises ``ValueError`` naming the config field (and the estimator argument) and the fix when:
+
+    * α (``weighting_alpha`` / ``alpha``) is NaN or ±inf (always refused);
+    * α < 0 without ``weighting_allow_negative_alpha=True`` (``allow_negative_alpha``): γ_i = s_i^α with
+      α < 0 is the *inverse* proxy (it up-weights low-score dimensions), which must be asked for explicitly;
+    * ``weighting_transform`` (``transform``) is not one of :data:`TRANSFORM_CHOICES`;
+    * ``weighting_active_quantile`` (``active_quantile``) is neither None nor in (0, 1).
+    """
+    try:
+        value = float(alpha)
+    except (TypeError, ValueError):
+        raise ValueError(f"weighting_alpha: alpha must be a number, got {alpha!r}.") from None
+    if not math.isfinite(value):
+        raise ValueError(
+            f"weighting_alpha: alpha must be >= 0 and finite, got {alpha} (NaN/inf is always refused; γ_i = s_i^α)."
+        )
+    if value < 0 and not allow_negative_alpha:
+        raise ValueError(
+            f"weighting_alpha: alpha must be >= 0 unless weighting_allow_negative_alpha=True (estimator: "
+            f"allow_negative_alpha=True), got {alpha}. α < 0 is the inverse proxy (γ_i = s_i^α up-weights "
+            "low-score dimensions): set that flag to use it on purpose, or give α >= 0 (0 is the ordinary SAE)."
+        )
+    if transform not in TRANSFORM_CHOICES:
+        raise ValueError(
+            f"weighting_transform={transform!r} is not supported (estimator: transform); choose one of "
+            f"{list(TRANSFORM_CHOICES)}."
+        )
+    if active_quantile is not None and not (0.0 < active_quantile < 1.0):  # also rejects NaN
+        raise ValueError(
+            f"weighting_active_quantile={active_quantile} must lie in (0, 1) (e.g. 0.99: a dimension is active on "
+            "the top 1% of its |values|), or be None for the |x_i|/‖x‖ > ε rule (estimator: active_quantile)."
+        )
+
 
 @dataclass(kw_only=True)
 class WeightingConfig:
@@ -40,15 +89,33 @@ class WeightingConfig:
             ``"semantic_consistency"`` (estimated from the training activations before training by
             :class:`wsae_lens.WeightedSAETrainingRunner`, see :mod:`wsae_lens.estimators`) or
             ``"file"`` (read from ``weighting_path`` when the SAE is built).
-        weighting_alpha: exponent α ≥ 0 in γ_i = s_i^α (α = 0 is uniform).
+        weighting_alpha: exponent α in γ_i = s_i^α (α = 0 is uniform; the paper uses 0.5 and 1). Must
+            be finite; negative only with ``weighting_allow_negative_alpha``.
+        weighting_allow_negative_alpha: explicit opt-in to α < 0, the inverse proxy (γ grows as the
+            score falls). Zero scores are floored before the power, so no weight is infinite.
+        weighting_transform: monotone non-decreasing map applied to the scores before the power:
+            ``"none"`` (s_i), ``"rank"`` (average rank of s_i divided by d_in, in (0, 1], so no
+            dimension can dominate) or ``"log"`` (log(1 + s_i / median(s))); see
+            :func:`wsae_lens.estimators.gamma.transform_scores`.
+        weighting_active_quantile: for ``"semantic_consistency"`` only: None keeps the activity rule
+            |x_i| / ‖x‖ > ε (suits sparse codes); a q in (0, 1), e.g. 0.99, makes dimension i active on
+            the tokens where |x_i| exceeds its own q-quantile (suits dense residual streams, where
+            every dimension is non-zero on every token); see
+            :mod:`wsae_lens.estimators.semantic_consistency`.
         weighting_tokens: tokens the estimate reads (for estimated weightings; 0 = the runner's
             default, 2,000,000 tokens or the training budget if smaller); after estimation, the
             number of tokens actually used.
         weighting_path: safetensors file holding Γ under the key ``"gamma"``.
+
+    All weighting fields are validated by :func:`validate_weighting_options` (the same check the
+    estimator runs) and saved in ``cfg.json``.
     """
 
     weighting: str = "uniform"
     weighting_alpha: float = 1.0
+    weighting_allow_negative_alpha: bool = False
+    weighting_transform: str = "none"
+    weighting_active_quantile: float | None = None
     weighting_tokens: int = 0
     weighting_path: str | None = None
 
@@ -62,10 +129,12 @@ class WeightingConfig:
             raise ValueError(
                 f"weighting={self.weighting!r} is not supported; choose one of {list(WEIGHTING_CHOICES)}."
             )
-        if not (self.weighting_alpha >= 0):  # also catches NaN
-            raise ValueError(
-                f"weighting_alpha must be >= 0 (γ_i = s_i^α; α = 0 is the ordinary SAE), got {self.weighting_alpha}."
-            )
+        validate_weighting_options(
+            alpha=self.weighting_alpha,
+            allow_negative_alpha=self.weighting_allow_negative_alpha,
+            transform=self.weighting_transform,
+            active_quantile=self.weighting_active_quantile,
+        )
         if self.weighting_tokens < 0:
             raise ValueError(f"weighting_tokens must be >= 0, got {self.weighting_tokens}.")
         if self.weighting == "file" and not self.weighting_path:
@@ -158,8 +227,8 @@ class GammaMixin:
             if weighting is None and self.cfg.weighting == "uniform":
                 self.cfg.weighting_path = path
         validate_gamma(gamma, self.cfg.d_in)
-        if alpha is not None and not (alpha >= 0):
-            raise ValueError(f"weighting_alpha must be >= 0, got {alpha}.")
+        if alpha is not None:
+            validate_weighting_options(alpha=alpha, allow_negative_alpha=self.cfg.weighting_allow_negative_alpha)
         is_uniform = bool((gamma == gamma[0]).all())
         if self.cfg.normalize_activations == "covariance_whitening" and not is_uniform:
             raise ValueError(

@@ -6,6 +6,8 @@
 * :mod:`~wsae_lens.diagnostics.theory` — Theorem 1/4/5 numerical checks and the counterexamples.
 * :mod:`~wsae_lens.diagnostics.identifiability` — :class:`IdentifiabilityReport` for any SAELens SAE.
 * :mod:`~wsae_lens.diagnostics.toy_benchmark` — the S sweep behind ``wsae-lens toy-benchmark``.
+* :mod:`~wsae_lens.diagnostics.heterogeneous_toy` — a toy the unweighted SAE recovers (16 monosemantic +
+  32 superposed dimensions), where uniform, variance, inverse-variance and oracle Γ are compared.
 * :mod:`~wsae_lens.diagnostics.afa` — approximate feature activation (arXiv 2503.24277) for any SAE:
   f̃, ε_LBO, NMSE, the ZF plot.
 """
@@ -24,6 +26,12 @@ from wsae_lens.diagnostics.ground_truth import (
     per_latent_activation_variance,
     reconstruction_error,
     recovery_rate,
+)
+from wsae_lens.diagnostics.heterogeneous_toy import (
+    GammaRow,
+    HeterogeneousToyConfig,
+    HeterogeneousToyResult,
+    run_heterogeneous_toy,
 )
 from wsae_lens.diagnostics.identifiability import IdentifiabilityReport, decoder_interference, identifiability_report
 from wsae_lens.diagnostics.theory import (
@@ -50,7 +58,10 @@ __all__ = [
     "afa_token_metrics",
     "zf_plot",
     "RECOVERY_TAUS",
+    "GammaRow",
     "GroundTruthMetrics",
+    "HeterogeneousToyConfig",
+    "HeterogeneousToyResult",
     "IdentifiabilityReport",
     "ToyBenchmarkConfig",
     "ToyBenchmarkResult",
@@ -75,6 +86,7 @@ __all__ = [
     "random_wp",
     "reconstruction_error",
     "recovery_rate",
+    "run_heterogeneous_toy",
     "run_toy_benchmark",
     "theorem1_check",
     "too_few_latents_bound",

@@ -41,6 +41,7 @@ from wsae_lens.diagnostics.toy_model import (
     random_wp,
     validate_sparsity,
 )
+from wsae_lens.architectures.weighting import validate_weighting_options
 from wsae_lens.estimators import estimate_variance, scores_to_gamma
 
 GEOMETRY_CHOICES: tuple[str, ...] = ("heterogeneous", "random", "digon")
@@ -74,6 +75,8 @@ class ToyBenchmarkConfig:
         dead_feature_window: steps without firing after which SAELens counts a latent dead (TopK's AuxK
             loss then revives it); shorter than SAELens's 1,000 because the toy runs are short.
         lr_decay_fraction: share of the final steps over which SAELens decays the learning rate to 0.
+        allow_negative_alpha: explicit opt-in to α < 0 in ``alphas`` (the inverse proxy); checked by
+            :func:`~wsae_lens.architectures.weighting.validate_weighting_options`, like the SAE config.
     """
 
     geometry: str = "heterogeneous"
@@ -96,6 +99,7 @@ class ToyBenchmarkConfig:
     n_eval: int = 16_384
     dead_feature_window: int = 100
     lr_decay_fraction: float = 0.0
+    allow_negative_alpha: bool = False
 
     def __post_init__(self) -> None:
         self.sparsities = tuple(float(s) for s in self.sparsities)
@@ -118,8 +122,7 @@ class ToyBenchmarkConfig:
         if not self.seeds:
             raise ValueError("seeds is empty: give at least one seed.")
         for a in self.alphas:
-            if not (a >= 0):
-                raise ValueError(f"alphas contains {a}: α must be >= 0.")
+            validate_weighting_options(alpha=a, allow_negative_alpha=self.allow_negative_alpha)
         for name in ("n_features", "n_p", "n_train", "n_steps", "batch_size", "n_eval"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
@@ -385,7 +388,12 @@ class _CyclingBatches(Iterator[torch.Tensor]):
 
 
 def gamma_from_proxy(
-    proxy: str, x_p_train: torch.Tensor, w_p: torch.Tensor, alpha: float, polysemanticity_threshold: float = 0.1
+    proxy: str,
+    x_p_train: torch.Tensor,
+    w_p: torch.Tensor,
+    alpha: float,
+    polysemanticity_threshold: float = 0.1,
+    allow_negative_alpha: bool = False,
 ) -> torch.Tensor:
     """Γ (float32 [n_p]) from ``"variance"`` (Var over the training x_p) or ``"oracle"`` (1 / true polysemanticity)."""
     if proxy == "variance":
@@ -394,7 +402,7 @@ def gamma_from_proxy(
         scores = 1.0 / polysemanticity(w_p, polysemanticity_threshold).to(torch.float64)
     else:
         raise ValueError(f"proxy={proxy!r} is not supported; choose one of {list(PROXY_CHOICES)}.")
-    return scores_to_gamma(scores, alpha=alpha).float()
+    return scores_to_gamma(scores, alpha=alpha, allow_negative_alpha=allow_negative_alpha).float()
 
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -472,7 +480,11 @@ def run_toy_benchmark(cfg: ToyBenchmarkConfig, progress: bool = True) -> ToyBenc
         plan: list[tuple[str, float, str, torch.Tensor | None]] = [("SAE", 0.0, "none", None)]
         for proxy in cfg.proxies:
             corr[proxy].append(pearson(gamma_from_proxy(proxy, x_p_train, w_p, 1.0), poly))
-            plan += [(f"WSAE(a={a:g},{proxy})", a, proxy, gamma_from_proxy(proxy, x_p_train, w_p, a)) for a in cfg.alphas]
+            plan += [
+                (f"WSAE(a={a:g},{proxy})", a, proxy,
+                 gamma_from_proxy(proxy, x_p_train, w_p, a, allow_negative_alpha=cfg.allow_negative_alpha))
+                for a in cfg.alphas
+            ]
         for name, alpha, proxy, gamma in plan:
             t0 = time.perf_counter()
             sae = train_toy_sae_on_data(cfg, x_p_train, sparsity, seed, gamma)

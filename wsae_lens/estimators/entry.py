@@ -46,7 +46,8 @@ def estimate_gamma_from_activations(
     """Γ for ``weighting`` from ``source`` (anything :func:`~wsae_lens.activations.iter_activation_batches`
     reads), through ``token_filter`` (default: the source's policy), over at most ``max_tokens`` kept tokens.
 
-    Extra keyword arguments go to :func:`wsae_lens.estimators.estimate_gamma` (``floor``, ``threshold``, ...).
+    Extra keyword arguments go to :func:`wsae_lens.estimators.estimate_gamma` (``floor``, ``transform``,
+    ``allow_negative_alpha``, ``active_quantile``, ``threshold``, ``calibration_tokens``, ...).
     """
     from wsae_lens.estimators import estimate_gamma
 
@@ -62,16 +63,28 @@ def estimate_gamma_from_activations(
     return GammaEstimate(gamma, batches.tokens, filtered)
 
 
+def weighting_options(cfg: Any) -> dict[str, Any]:
+    """The estimator keyword arguments of a weighted SAE config: ``allow_negative_alpha``, ``transform``,
+    ``active_quantile`` (from ``weighting_*``; the defaults for configs that predate these fields)."""
+    return {
+        "allow_negative_alpha": bool(getattr(cfg, "weighting_allow_negative_alpha", False)),
+        "transform": getattr(cfg, "weighting_transform", "none"),
+        "active_quantile": getattr(cfg, "weighting_active_quantile", None),
+    }
+
+
 def estimate_sae_gamma(
     sae: Any, source: Any, *, training_tokens: int | None = None, token_filter: TokenFilter | None = None,
     progress: bool = True,
 ) -> GammaEstimate:
     """Γ for a weighted SAE from its own weighting fields (``weighting``, ``weighting_alpha``,
+    ``weighting_allow_negative_alpha``, ``weighting_transform``, ``weighting_active_quantile``,
     ``weighting_tokens``), stored into it with ``set_gamma`` (so ``cfg.json`` records the tokens read)."""
     cfg = sae.cfg
     budget = weighting_token_budget(int(cfg.weighting_tokens), training_tokens)
     estimate = estimate_gamma_from_activations(
-        source, cfg.weighting, cfg.weighting_alpha, max_tokens=budget, token_filter=token_filter, progress=progress
+        source, cfg.weighting, cfg.weighting_alpha, max_tokens=budget, token_filter=token_filter, progress=progress,
+        **weighting_options(cfg),
     )
     sae.set_gamma(estimate.gamma, weighting=cfg.weighting, alpha=cfg.weighting_alpha, tokens=estimate.tokens)
     return estimate

@@ -1,16 +1,28 @@
 """Semantic consistency: the share of a dimension's activations that fall on its most common label.
 
-Definition (WSAE, arXiv 2506.15963, the vision proxy and the paper's monosemanticity metric): for
-each sample t, normalise x_t to unit L2 norm; dimension i is *active* on t when |x_{t,i}| / ‖x_t‖ > ε.
-With A_i the samples on which i is active and y_t the label of sample t,
+Definition (WSAE, arXiv 2506.15963, the vision proxy and the paper's monosemanticity metric): with A_i
+the samples on which dimension i is *active* and y_t the label of sample t,
 
     SC_i = max_c |{t ∈ A_i : y_t = c}| / |A_i|        (undefined, reported as NaN, when A_i = ∅).
 
 The model-level score is the mean of SC_i over the dimensions that were active at least once (for an
 SAE: over its live latents). Labels are any integer per token: class ids for images, token ids (or
-next-token ids, tags) for text. ε (``threshold``, default 1e-6: "non-zero") is a choice the paper does
-not pin down: it suits sparse codes (ReLU/TopK latents, post-ReLU features); for dense residual-stream
-dimensions, where every dimension is non-zero on every token, raise it (e.g. to 1/sqrt(d_in)).
+next-token ids, tags) for text. Two activity rules (the paper does not pin one down):
+
+* **norm ratio** (default, ``active_quantile=None``): normalise x_t to unit L2 norm; i is active on t
+  when |x_{t,i}| / ‖x_t‖ > ε (``threshold``, default 1e-6: "non-zero"). It suits sparse codes
+  (ReLU/TopK latents, post-ReLU features). On dense residual-stream dimensions, where every dimension is
+  non-zero on every token, every dimension is active everywhere and SC_i is the same for all i.
+* **own quantile** (``active_quantile=q``, e.g. 0.99; the config field ``weighting_active_quantile``):
+  i is active on t when |x_{t,i}| > τ_i, with τ_i the q-quantile of |x_{t,i}| over the tokens (linear
+  interpolation, as ``torch.quantile``). Each dimension is then active on (about) its own top (1 − q)
+  share of tokens, and SC_i is the share of those tokens that carry the dimension's most common label.
+  Streaming: τ is computed on the first ``calibration_tokens`` tokens of the stream (default
+  :data:`DEFAULT_CALIBRATION_TOKENS`; ``None`` = all tokens), which are buffered, and then held fixed
+  while every token (those first ones included) is counted. When the stream holds at most
+  ``calibration_tokens`` tokens (e.g. an in-memory source), τ is the exact quantile over all of them and
+  the result equals the two-pass brute-force computation. A dimension that is zero on more than a q
+  share of tokens has τ_i = 0 and is active exactly where it is non-zero.
 
 Counting is exact and memory-bounded. Counts per (dimension, label) are kept either in a dense
 int32 table [n_labels, d] (used while it fits in ``max_dense_bytes``, default 256 MiB: d 768 × a
@@ -23,6 +35,7 @@ chunks of at most ``max_pairs`` candidate (token, dimension) pairs. The dense ta
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +46,9 @@ from wsae_lens.activations.sources import iter_activation_batches
 
 DEFAULT_ACTIVE_THRESHOLD = 1e-6
 """Default ε: dimension i is active on sample t when |x_{t,i}| / ‖x_t‖ > ε."""
+
+DEFAULT_CALIBRATION_TOKENS = 2**15
+"""Tokens on which the per-dimension quantile thresholds τ_i of the ``active_quantile`` rule are computed."""
 
 _LABEL_BITS = 32  # sparse key = dimension << 32 | label
 
@@ -63,7 +79,9 @@ class SemanticConsistencyCounter:
     """Streaming, exact (dimension, label) co-occurrence counts for :class:`SemanticConsistency`.
 
     Args:
-        threshold: ε of the activity test |x_{t,i}| / ‖x_t‖ > ε.
+        threshold: ε of the activity test |x_{t,i}| / ‖x_t‖ > ε (used when ``thresholds`` is None).
+        thresholds: per-dimension thresholds τ [d]: dimension i is active on t when |x_{t,i}| > τ_i
+            (the ``active_quantile`` rule; see :func:`abs_quantile_thresholds`).
         num_labels: size of the label space (e.g. the vocabulary); inferred and grown if ``None``.
         max_dense_bytes: largest dense int32 count table allowed; beyond it, sparse counting is used.
         max_pairs: at most this many (token, dimension) candidates are expanded at once.
@@ -75,7 +93,13 @@ class SemanticConsistencyCounter:
         num_labels: int | None = None,
         max_dense_bytes: int = 256 * 2**20,
         max_pairs: int = 2**20,
+        thresholds: torch.Tensor | None = None,
     ) -> None:
+        if thresholds is not None:
+            thresholds = torch.as_tensor(thresholds).detach().to("cpu", torch.float64)
+            if thresholds.ndim != 1 or not torch.isfinite(thresholds).all() or (thresholds < 0).any():
+                raise ValueError("thresholds must be a 1-D tensor [d] of finite values >= 0 (one τ_i per dimension).")
+        self.thresholds = thresholds
         if not (threshold >= 0):
             raise ValueError(f"threshold must be >= 0 (activity test |x_i|/‖x‖ > ε), got {threshold}.")
         if num_labels is not None and num_labels <= 0:
@@ -119,6 +143,8 @@ class SemanticConsistencyCounter:
             self.active_counts = torch.zeros(d, dtype=torch.int64)
         elif d != self.d:
             raise ValueError(f"batch {index} has {d} dimensions but earlier batches had {self.d}.")
+        if self.thresholds is not None and self.thresholds.shape[0] != d:
+            raise ValueError(f"batch {index} has {d} dimensions but thresholds has {self.thresholds.shape[0]}.")
         self.n_batches += 1
         if n == 0:
             return
@@ -140,6 +166,8 @@ class SemanticConsistencyCounter:
             self._count_chunk(x[start : start + rows], labels[start : start + rows])
 
     def _active(self, x: torch.Tensor) -> torch.Tensor:
+        if self.thresholds is not None:
+            return x.abs().to(torch.float64) > self.thresholds  # compared in float64, as τ was computed
         return x.abs() > self.threshold * torch.linalg.vector_norm(x, dim=1, keepdim=True)
 
     def _count_chunk(self, x: torch.Tensor, labels: torch.Tensor) -> None:
@@ -230,6 +258,34 @@ class SemanticConsistencyCounter:
         return SemanticConsistency(scores, self.active_counts.clone(), top_labels, top_counts)
 
 
+@torch.no_grad()
+def abs_quantile_thresholds(activations: torch.Tensor, q: float, max_elements: int = 2**24) -> torch.Tensor:
+    """τ_i = the q-quantile of |x_{t,i}| over the rows t of ``activations`` [tokens, d] (float64 [d]).
+
+    Linear interpolation between order statistics, as ``torch.quantile``: with v the sorted |x_i| and
+    p = q·(N − 1), τ_i = v[⌊p⌋] + (v[⌈p⌉] − v[⌊p⌋])·(p − ⌊p⌋). Computed in column chunks of at most
+    ``max_elements`` values (``torch.quantile`` refuses large inputs).
+    """
+    if not (0.0 < q < 1.0):
+        raise ValueError(f"q must lie in (0, 1), got {q}.")
+    if activations.ndim != 2 or activations.shape[0] == 0:
+        raise ValueError(f"activations must be a non-empty [tokens, d] tensor, got shape {tuple(activations.shape)}.")
+    n, d = activations.shape
+    pos = q * (n - 1)
+    lo, hi = int(pos), min(int(pos) + 1, n - 1)
+    frac = pos - lo
+    out = torch.empty(d, dtype=torch.float64)
+    cols = max(1, max_elements // n)
+    for start in range(0, d, cols):
+        v = activations[:, start : start + cols].detach().to("cpu", torch.float64).abs()
+        if not torch.isfinite(v).all():
+            bad = (start + torch.nonzero(~torch.isfinite(v).all(0)).flatten()[:5]).tolist()
+            raise ValueError(f"activations have NaN/Inf values (first in dimensions {bad}); clean or skip those tokens.")
+        v = v.sort(dim=0).values
+        out[start : start + cols] = v[lo] + (v[hi] - v[lo]) * frac
+    return out
+
+
 def _labelled_batches(source: Any, max_tokens: int | None, hook_name: str | None):
     for index, batch in enumerate(iter_activation_batches(source, max_tokens=max_tokens, hook_name=hook_name)):
         if batch.labels is None:
@@ -245,15 +301,46 @@ def estimate_semantic_consistency(
     *,
     max_tokens: int | None = None,
     threshold: float = DEFAULT_ACTIVE_THRESHOLD,
+    active_quantile: float | None = None,
+    calibration_tokens: int | None = DEFAULT_CALIBRATION_TOKENS,
     num_labels: int | None = None,
     hook_name: str | None = None,
     progress: bool = True,
     **counter_kwargs: Any,
 ) -> SemanticConsistency:
-    """Per-dimension semantic consistency of a stream of (activations, labels) (see module docstring)."""
-    counter = SemanticConsistencyCounter(threshold=threshold, num_labels=num_labels, **counter_kwargs)
+    """Per-dimension semantic consistency of a stream of (activations, labels) (see module docstring).
+
+    ``active_quantile=None`` uses the norm-ratio rule with ε = ``threshold``; a q in (0, 1) uses the
+    own-quantile rule, τ computed on the first ``calibration_tokens`` tokens (None: all tokens, exact).
+    """
+    if active_quantile is not None and not (0.0 < active_quantile < 1.0):
+        raise ValueError(f"active_quantile must lie in (0, 1) or be None, got {active_quantile}.")
+    if calibration_tokens is not None and calibration_tokens < 1:
+        raise ValueError(f"calibration_tokens must be >= 1 or None (all tokens), got {calibration_tokens}.")
     bar = tqdm(total=max_tokens, desc="Estimating semantic consistency", unit="tok", disable=not progress)
-    for index, batch in _labelled_batches(source, max_tokens, hook_name):
+    batches = _labelled_batches(source, max_tokens, hook_name)
+    pending: list[tuple[int, Any]] = []
+    thresholds = None
+    if active_quantile is not None:  # buffer the calibration tokens, then fix τ
+        buffered = 0
+        for index, batch in batches:
+            pending.append((index, batch))
+            buffered += batch.activations.reshape(-1, batch.activations.shape[-1]).shape[0]
+            if calibration_tokens is not None and buffered >= calibration_tokens:
+                break
+        if not pending:
+            raise ValueError("semantic consistency needs at least one token but the stream was empty.")
+        calibration = torch.cat([b.activations.reshape(-1, b.activations.shape[-1]).detach().cpu() for _, b in pending])
+        thresholds = abs_quantile_thresholds(calibration[:calibration_tokens], active_quantile)
+        del calibration
+    counter = SemanticConsistencyCounter(
+        threshold=threshold, num_labels=num_labels, thresholds=thresholds, **counter_kwargs
+    )
+    def drain() -> Any:  # hand the buffered batches over one by one, releasing each
+        while pending:
+            yield pending.pop(0)
+
+    for index, batch in itertools.chain(drain(), batches):
         counter.update(batch.activations, batch.labels, batch_index=index)
         bar.update(batch.activations.shape[0])
     bar.close()
