@@ -83,9 +83,9 @@ def prepare_weighting(runner: LanguageModelSAETrainingRunner, *, progress: bool 
         return sae.gamma
     if sae.gamma_ready:
         return None
-    estimate = estimate_sae_gamma(sae, estimation_store(runner), training_tokens=int(runner.cfg.training_tokens),
-                                  token_filter=getattr(runner, "token_filter", None), progress=progress)
-    return estimate.gamma
+    estimate_sae_gamma(sae, estimation_store(runner), training_tokens=int(runner.cfg.training_tokens),
+                       token_filter=getattr(runner, "token_filter", None), progress=progress)
+    return sae.gamma
 
 
 @torch.no_grad()

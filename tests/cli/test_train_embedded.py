@@ -65,7 +65,6 @@ def test_estimate_cli_reads_an_embedded_runner_config(tmp_path) -> None:
     Var of the first kept tokens, recomputed here by hand from the model's own activations."""
     import torch
 
-    from wsae_lens.activations import special_token_ids
     from wsae_lens.estimators import scores_to_gamma
     from wsae_lens.pipeline.loading import load_runner_config
 
@@ -77,12 +76,15 @@ def test_estimate_cli_reads_an_embedded_runner_config(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert "256 tokens" in result.output and "token filter: dropped" in result.output
 
+    from sae_lens.training.activations_store import ActivationsStore
+
     inputs = load_runner_config(path)
-    rows = torch.as_tensor(inputs.dataset[:64]["input_ids"])[:, : cfg["context_size"]]
+    store = ActivationsStore.from_config(inputs.model, inputs.runner_config(), override_dataset=inputs.dataset)
+    rows = torch.cat([store.get_batch_tokens() for _ in range(4)])  # SAELens's own token stream, 16 rows
     _, cache = inputs.model.run_with_cache(rows, names_filter=[cfg["hook_name"]], stop_at_layer=2)
     acts, ids = cache[cfg["hook_name"]].reshape(-1, 576), rows.reshape(-1)
     norms = acts.norm(dim=-1)
-    ordinary = ~torch.isin(ids, special_token_ids(inputs.model.tokenizer))
+    ordinary = torch.ones_like(ids, dtype=torch.bool)  # the config keeps SAELens's exclude_special_tokens=False
     first_batch = torch.arange(acts.shape[0]) < cfg["store_batch_size_prompts"] * cfg["context_size"]
     keep = ordinary & (norms <= 10 * norms[first_batch & ordinary].median())
     expected = scores_to_gamma(acts[keep][:256].double().var(0), alpha=1.0)
