@@ -67,6 +67,10 @@ def estimate(
     max_tokens: int = typer.Option(0, help="Tokens to read (0: all of a cached directory; the config's budget for a YAML)."),
     floor: float = typer.Option(1e-3, help="Zero scores are raised to floor × the largest score."),
     threshold: float = typer.Option(1e-6, help="semantic_consistency: active when |x_i|/‖x‖ > threshold."),
+    active_quantile: float = typer.Option(
+        None, help="semantic_consistency: active where |x_i| is above its own q-quantile (e.g. 0.99; dense streams)."),
+    transform: str = typer.Option("none", help="Scores before γ = s^α: none | rank | log."),
+    allow_negative_alpha: bool = typer.Option(False, help="Allow α < 0 (the inverse proxy)."),
     hook_name: str = typer.Option(None, help="Activation column of a cached directory with several hooks."),
     outlier_norm_ratio: float = typer.Option(
         None, help="Leave out tokens whose norm exceeds this × the median norm (default: the config's, else "
@@ -103,14 +107,17 @@ def estimate(
         raise typer.BadParameter(
             f"{source} is neither a cached-activations directory nor a runner config YAML.", param_hint="SOURCE"
         )
-    estimator_kwargs: dict[str, Any] = {"threshold": threshold} if weighting == "semantic_consistency" else {}
+    estimator_kwargs: dict[str, Any] = {"transform": transform, "allow_negative_alpha": allow_negative_alpha}
+    if weighting == "semantic_consistency":
+        estimator_kwargs.update(threshold=threshold, active_quantile=active_quantile)
     try:
         gamma, tokens, filtered = estimate_gamma_from_activations(
             activations, weighting, alpha, max_tokens=budget, hook_name=hook_name, token_filter=token_filter,
             floor=floor, **estimator_kwargs)
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="SOURCE") from err
-    metadata = {"weighting": weighting, "alpha": str(alpha), "tokens": str(tokens), "source": str(source)}
+    metadata = {"weighting": weighting, "alpha": str(alpha), "tokens": str(tokens), "source": str(source),
+                "transform": transform, "active_quantile": str(active_quantile)}
     save_gamma(gamma, output, metadata=metadata)
 
     summary = describe_gamma(gamma, top=top)
