@@ -4,7 +4,7 @@
 (:mod:`wsae_lens.pipeline.report`) into ``output_dir``: ``results.json``, ``report.md``,
 ``comparison.png`` and ``saes/<arm>/`` (loadable with ``SAE.load_from_disk`` after ``import wsae_lens``).
 
-The default budget (163,840 cached tokens at layer 15, 6 epochs, 8× expansion, k = 32, two arms) is sized
+The default budget (163,840 cached tokens at layer 15, 8 epochs, 8× expansion, k = 32, two arms) is sized
 to finish in under 10 minutes on a quiet 2-core CPU; ``scale`` multiplies the cached tokens and held-out rows.
 """
 
