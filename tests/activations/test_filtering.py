@@ -140,3 +140,46 @@ def test_filter_refuses_a_ratio_that_drops_ordinary_tokens():
     for bad in (1.0, 0.5, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="outlier_norm_ratio must be a finite number > 1"):
             TokenFilter(outlier_norm_ratio=bad)
+
+
+def test_evaluation_splices_the_sae_only_at_kept_positions(tiny_model, byte_dataset):
+    """Held-out keep mask = the filter on the model's own activations; the splice hook replaces exactly the
+    kept positions and passes the others through unchanged."""
+    from wsae_lens.pipeline.evaluation import _splice, prepare_held_out
+
+    rows = torch.as_tensor(byte_dataset[:4]["input_ids"])
+    held_out = prepare_held_out(tiny_model, rows, HOOK, TokenFilter(special_token_ids=[NEWLINE], outlier_norm_ratio=None),
+                                ce_rows=2, batch_prompts=2)
+    assert torch.equal(held_out.keep, rows != NEWLINE)
+    assert held_out.activations.shape[0] == int((rows != NEWLINE).sum())
+    activations = torch.randn(2, CONTEXT_SIZE, 16)
+    hook = _splice(held_out.keep[:2], lambda kept: torch.full_like(kept, 7.0))
+    out = hook(activations, None)
+    keep = held_out.keep[:2]
+    assert (out[keep] == 7.0).all() and torch.equal(out[~keep], activations[~keep])
+    # the zero-ablated loss zeroes exactly the kept positions (recomputed with a hand-written hook)
+    mask = (~keep).float()[..., None]
+    by_hand = tiny_model.run_with_hooks(rows[:2], return_type="loss", fwd_hooks=[(HOOK, lambda a, hook: a * mask)])
+    assert held_out.zero_loss == pytest.approx(float(by_hand), rel=1e-5)
+    assert held_out.clean_loss == pytest.approx(float(tiny_model(rows[:2], return_type="loss")), rel=1e-5)
+
+
+def test_autointerp_outlier_positions_never_fire(tiny_model, byte_dataset):
+    from wsae_lens import WeightedTopKSAE, WeightedTopKSAEConfig
+    from wsae_lens.autointerp import AutoInterpConfig, ModelActivationSource, byte_token_strings
+    from wsae_lens.autointerp.records import scan_source
+
+    rows = torch.as_tensor(byte_dataset[:8]["input_ids"])
+    _, cache = tiny_model.run_with_cache(rows, names_filter=[HOOK])
+    norms = cache[HOOK].norm(dim=-1)
+    # a threshold at the median norm: about half the positions count as outliers
+    token_filter = TokenFilter(outlier_norm_ratio=1.0001, median_norm=float(norms.median()))
+    source = ModelActivationSource(tiny_model, rows, HOOK, token_strings=byte_token_strings, token_filter=token_filter)
+    torch.manual_seed(0)
+    sae = WeightedTopKSAE(WeightedTopKSAEConfig(d_in=16, d_sae=32, k=4))
+    scan = scan_source(sae, source, AutoInterpConfig(n_contexts=8, batch_size=4))
+    outliers = norms > 1.0001 * norms.median()
+    latent_acts = sae.encode(cache[HOOK])
+    expected = latent_acts.masked_fill(outliers[..., None], 0.0).amax(1)
+    torch.testing.assert_close(scan.context_max, expected)
+    assert outliers.any() and (latent_acts[outliers] > 0).any()  # the dropped positions would have fired

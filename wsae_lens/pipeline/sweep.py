@@ -129,8 +129,9 @@ def write_sweep_report(result: ComparisonResult, output_dir: str | Path) -> Path
     table = sweep_table(summary)
     (out / "sweep.md").write_text(
         f"# Weighting sweep\n\n{result.kept_tokens:,} kept tokens × {result.config['epochs']} epochs per SAE, "
-        f"hook `{result.hook_name}`; mean ± std over seeds; Δ = paired difference to the uniform SAE of the same "
-        f"seed.\n\n{table}\n")
+        f"hook `{result.hook_name}`; token filter dropped {result.filtered['special']:,} special and "
+        f"{result.filtered['outliers']:,} outlier tokens of {result.filtered['seen']:,}; mean ± std over seeds; "
+        f"Δ = paired difference to the uniform SAE of the same seed.\n\n{table}\n")
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, x_key, x_label in ((axes[0], "explained_variance", "explained variance (held-out, unweighted)"),
                                (axes[1], "ce_loss_score", "CE-loss score")):
