@@ -42,8 +42,9 @@ B_DEC_INIT_TOKENS = 16_384
 """Kept tokens whose mean initialises ``b_dec`` (the first batches of the training data)."""
 
 
-def estimation_store(runner: LanguageModelSAETrainingRunner) -> ActivationsStore:
-    """A fresh store over the runner's model, config and dataset with the runner's filter (training's is untouched)."""
+def filtered_store(runner: LanguageModelSAETrainingRunner) -> ActivationsStore:
+    """A fresh store over the runner's model, config and dataset, filtered by the runner's token filter; other
+    stores of the runner (the training store) are not advanced by reading it."""
     store = FilteredActivationsStore.from_config(runner.model, runner.cfg, override_dataset=runner.activations_store.dataset)
     store.token_filter = getattr(runner, "token_filter", None)
     return store
@@ -83,7 +84,7 @@ def prepare_weighting(runner: LanguageModelSAETrainingRunner, *, progress: bool 
         return sae.gamma
     if sae.gamma_ready:
         return None
-    estimate_sae_gamma(sae, estimation_store(runner), training_tokens=int(runner.cfg.training_tokens),
+    estimate_sae_gamma(sae, filtered_store(runner), training_tokens=int(runner.cfg.training_tokens),
                        token_filter=getattr(runner, "token_filter", None), progress=progress)
     return sae.gamma
 
@@ -127,7 +128,7 @@ class WeightedSAETrainingRunner(LanguageModelSAETrainingRunner):
             special_token_ids=self.activations_store.exclude_special_tokens, outlier_norm_ratio=outlier_norm_ratio
         )
         self.init_b_dec_from_data = init_b_dec_from_data
-        self.activations_store = estimation_store(self)
+        self.activations_store = filtered_store(self)
         self.evaluator.activations_store = self.activations_store
 
     def run(self) -> Any:
@@ -144,7 +145,7 @@ def prepare_training(runner: WeightedSAETrainingRunner, *, progress: bool = True
     the token filter is fitted on those batches."""
     fresh = runner.cfg.resume_from_checkpoint is None and runner.cfg.from_pretrained_path is None
     if fresh and runner.init_b_dec_from_data:
-        batches = iter_activation_batches(estimation_store(runner), max_tokens=B_DEC_INIT_TOKENS,
+        batches = iter_activation_batches(filtered_store(runner), max_tokens=B_DEC_INIT_TOKENS,
                                           token_filter=runner.token_filter)
         first = torch.cat([batch.activations for batch in batches]).to(runner.sae.b_dec.device)
         normalise = runner.sae.cfg.normalize_activations == "expected_average_only_in"
