@@ -73,6 +73,8 @@ class ComparisonConfig:
     ``layer=None`` takes the middle layer (n_layers // 2). ``training_tokens`` are cached once (rounded
     down to whole cache shards) and read ``epochs`` times by every arm. ``arms`` lists the SAEs
     (:class:`Arm` or dicts); ``k`` and ``expansion_factor`` are shared defaults an arm may override.
+    ``activations_dir`` reuses the cache of an earlier run with the same model, corpus, layer, seed and
+    ``training_tokens`` (its ``output_dir/activations``, kept with ``keep_activations``) instead of caching again.
     """
 
     model_name: str = EMBEDDED_MODEL_NAME
@@ -94,6 +96,7 @@ class ComparisonConfig:
     device: str = "cpu"
     output_dir: str = "wsae_report"
     keep_activations: bool = False
+    activations_dir: str | None = None
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -176,6 +179,22 @@ def cache_rows(cfg: ComparisonConfig, model: Any, rows: Any, hook_name: str, tok
     )
 
 
+def check_reusable_cache(cache_dir: Path, hook_name: str, rows: int) -> None:
+    """Refuse (naming ``activations_dir``) a cache that does not hold ``rows`` rows of ``hook_name``."""
+    import datasets
+
+    try:
+        cache = datasets.load_from_disk(str(cache_dir))
+    except FileNotFoundError as err:
+        raise ValueError(f"activations_dir={str(cache_dir)!r} is not a cached-activations directory.") from err
+    if hook_name not in cache.column_names or len(cache) != rows:
+        raise ValueError(
+            f"activations_dir={str(cache_dir)!r} holds {len(cache)} rows of {cache.column_names}, but this comparison "
+            f"caches {rows} rows of {hook_name!r}: reuse only the cache of a run with the same model, corpus, layer, "
+            "seed and training_tokens."
+        )
+
+
 def load_kept_activations(cache_dir: Path, token_filter: TokenFilter) -> tuple[torch.Tensor, torch.Tensor]:
     """Every kept (activations, token ids) of a cache, in memory, through the one road."""
     batches = list(iter_activation_batches(cache_dir, token_filter=token_filter))
@@ -246,8 +265,12 @@ def run_comparison(cfg: ComparisonConfig, model: Any | None = None) -> Compariso
     cached_tokens, train_rows, held_out_rows = plan_rows(cfg, dataset)
     lap("load")
 
-    cache_dir = out / "activations"
-    cache_rows(cfg, model, train_rows, hook_name, cached_tokens, cache_dir)
+    if cfg.activations_dir is None:
+        cache_dir = out / "activations"
+        cache_rows(cfg, model, train_rows, hook_name, cached_tokens, cache_dir)
+    else:
+        cache_dir = Path(cfg.activations_dir)
+        check_reusable_cache(cache_dir, hook_name, cached_tokens // cfg.context_size)
     lap("cache")
 
     token_filter = TokenFilter(special_token_ids=special_token_ids(model.tokenizer), outlier_norm_ratio=cfg.outlier_norm_ratio)
@@ -276,6 +299,6 @@ def run_comparison(cfg: ComparisonConfig, model: Any | None = None) -> Compariso
     steps.close()
     result.seconds = seconds
     result.held_out = held_out
-    if not cfg.keep_activations:
+    if not cfg.keep_activations and cfg.activations_dir is None:
         shutil.rmtree(cache_dir, ignore_errors=True)
     return result

@@ -33,8 +33,8 @@ class SweepConfig:
     """A grid on top of a :class:`ComparisonConfig` (``comparison``: its fields; ``arms`` is built here).
 
     ``weightings`` maps a setting's name to weighted-SAE config fields (e.g. ``{"weighting": "variance"}``);
-    every setting is trained at every α in ``alphas`` and every seed in ``seeds``, beside a uniform SAE
-    per seed. ``architecture`` is the weighted architecture used for every SAE of the grid.
+    every setting is trained at every α in ``alphas`` (or in the setting's own ``alphas`` list) and every
+    seed in ``seeds``, beside a uniform SAE per seed. ``architecture`` is the weighted architecture used for every SAE of the grid.
     """
 
     weightings: dict[str, dict[str, Any]] = field(default_factory=lambda: {"variance": {"weighting": "variance"}})
@@ -64,8 +64,9 @@ class SweepConfig:
         arms = []
         for seed in self.seeds:
             arms.append(Arm(f"{UNIFORM}_seed{seed}", self.architecture, {"weighting": "uniform"}, seed))
-            for name, sae_fields in self.weightings.items():
-                for alpha in self.alphas:
+            for name, setting in self.weightings.items():
+                sae_fields = {key: value for key, value in setting.items() if key != "alphas"}
+                for alpha in setting.get("alphas", self.alphas):
                     arms.append(Arm(f"{name}_a{alpha:g}_seed{seed}", self.architecture,
                                     {**sae_fields, "weighting_alpha": float(alpha)}, seed))
         return arms
