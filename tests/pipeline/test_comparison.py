@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import datasets
 import pytest
@@ -109,3 +110,16 @@ def test_arm_config_errors_name_the_field() -> None:
         ComparisonConfig(arms=[{"architecture": "topk"}])
     with pytest.raises(ValueError, match="distinct names"):
         ComparisonConfig(arms=[Arm("a", "topk"), Arm("a", "topk")])
+
+
+def test_a_later_comparison_reuses_the_cache(comparison, embedded_model, tmp_path) -> None:
+    cache = Path(comparison.config["output_dir"]) / "activations"
+    cfg = ComparisonConfig(output_dir=str(tmp_path / "again"), arms=ARMS[:1], activations_dir=str(cache),
+                           **{**TINY, "epochs": 1, "keep_activations": False})
+    before = sorted(p.stat().st_mtime_ns for p in cache.iterdir())
+    again = run_comparison(cfg, model=embedded_model)
+    assert again.kept_tokens == comparison.kept_tokens and not (tmp_path / "again" / "activations").exists()
+    assert sorted(p.stat().st_mtime_ns for p in cache.iterdir()) == before  # untouched
+    with pytest.raises(ValueError, match="activations_dir=.*holds 64 rows"):
+        run_comparison(ComparisonConfig(output_dir=str(tmp_path / "bad"), arms=ARMS[:1], activations_dir=str(cache),
+                                        **{**TINY, "training_tokens": 8192}), model=embedded_model)
