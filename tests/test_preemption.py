@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from sae_lens import LanguageModelSAERunnerConfig
+from sae_lens import LanguageModelSAERunnerConfig, TrainingSAE
 from sae_lens.training.sae_trainer import SAETrainer
 from typer.testing import CliRunner
 
 from tests.cli.conftest import runner_yaml  # noqa: F401  (the CLI fixture: tiny model behind a YAML config)
 from tests.conftest import tiny_runner_config_dict
-from wsae_lens import TrainingInterrupted, WeightedSAETrainingRunner
+from wsae_lens import TokenFilter, TrainingInterrupted, WeightedSAETrainingRunner
+from wsae_lens.training import restore_token_filter
 from wsae_lens.cli import app
 
 STOP_AFTER_STEPS = 6
@@ -87,6 +88,10 @@ def test_interrupted_run_checkpoints_and_resumes_exactly(signum, tmp_path, tiny_
     assert state["n_training_samples"] == stopped_at and state["n_training_steps"] == STOP_AFTER_STEPS
     assert len(state["optimizer"]["state"]) > 0  # Adam moments, not a fresh optimizer
     assert not (tmp_path / "run" / "output").exists()
+    token_filter = TokenFilter(outlier_norm_ratio=10.0)
+    restore_token_filter(token_filter, checkpoint)  # a resumed run drops the tokens the first one dropped
+    assert token_filter.median_norm is not None
+    assert token_filter.median_norm == TokenFilter.recorded_in(TrainingSAE.load_from_disk(checkpoint)).median_norm
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
 
     resumed = train({**cfg, "resume_from_checkpoint": str(checkpoint)}, tiny_model, byte_dataset)
@@ -110,3 +115,16 @@ def test_cli_sigterm_exits_143_with_one_line(runner_yaml, tmp_path, monkeypatch)
     ]
     assert "Traceback" not in result.output
     assert CHECKPOINT_FILES <= {p.name for p in checkpoint.iterdir()}
+
+
+def test_cli_ctrl_c_before_training_exits_130_without_traceback(runner_yaml, monkeypatch):
+    path, _ = runner_yaml
+
+    def interrupted(runner, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("wsae_lens.training.prepare_training", interrupted)
+    result = CliRunner().invoke(app, ["train", str(path)])
+    assert result.exit_code == 130, result.output
+    assert result.output.strip().endswith("Interrupted before a checkpoint could be written; nothing was saved.")
+    assert "Traceback" not in result.output

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
+
 import typer
 
 from wsae_lens.cli.app import app
@@ -48,6 +50,9 @@ def train(config: Path = typer.Argument(..., help="SAELens runner config (YAML) 
     except TrainingInterrupted as interrupted:  # SIGINT/SIGTERM: checkpoint written, one line, no traceback
         typer.echo(f"\n{interrupted}", err=True)  # on a line of its own, after the unfinished progress bar
         raise typer.Exit(code=interrupted.exit_code) from None
+    except KeyboardInterrupt:  # Ctrl-C before training started, or a second one during a step
+        typer.echo("\nInterrupted before a checkpoint could be written; nothing was saved.", err=True)
+        raise typer.Exit(code=128 + signal.SIGINT) from None
     typer.echo(f"Trained {sae.cfg.architecture()} SAE (d_in={sae.cfg.d_in}, d_sae={sae.cfg.d_sae}); "
                f"token filter {runner.token_filter.counts.describe()}.")
     if runner.cfg.output_path is not None:
