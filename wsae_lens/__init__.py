@@ -70,7 +70,7 @@ from wsae_lens.autointerp import (
 )
 from wsae_lens.autointerp.training import AutoInterpTrainingRunner
 from wsae_lens.registration import register_architectures
-from wsae_lens.training import WeightedSAETrainingRunner, prepare_weighting
+from wsae_lens.training import TrainingInterrupted, WeightedSAETrainingRunner, prepare_weighting
 
 __version__ = "0.1.0"
 
@@ -130,6 +130,7 @@ __all__ = [
     "estimate_gamma",
     "scores_to_gamma",
     "latent_semantic_consistency",
+    "TrainingInterrupted",
     "WeightedSAETrainingRunner",
     "prepare_weighting",
     "IdentifiabilityReport",

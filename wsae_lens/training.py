@@ -15,11 +15,19 @@ when resuming it reuses the Γ stored in the checkpoint; when Γ is already set 
 ``set_gamma``) it keeps it. SAELens's scalar normalisation does not change Γ (mean(γ²) = 1 is
 scale-invariant). Running SAELens's plain runner with an estimated weighting fails at the first
 training step with a message pointing here.
+
+Preemption (:meth:`WeightedSAETrainingRunner.run_trainer_with_interruption_handling`): SIGINT or
+SIGTERM during training finishes the current step, writes a complete checkpoint to
+``checkpoint_path/<training samples>/`` with SAELens's own ``SAETrainer.save_checkpoint`` (SAE incl. Γ,
+optimizer/scheduler/trainer state, activation-store position, runner config: what the periodic
+checkpoints hold) and raises :class:`TrainingInterrupted`, whose message says how to resume
+(``resume_from_checkpoint``). A second signal while the step is still running aborts without saving.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +35,10 @@ import torch
 from safetensors import safe_open
 from sae_lens import LanguageModelSAETrainingRunner
 from sae_lens.constants import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME
+from sae_lens.training._interruption import InterruptedException
 from sae_lens.training.activations_store import ActivationsStore
 
+from wsae_lens.activations.filtering import METADATA_KEY as TOKEN_FILTER_KEY
 from wsae_lens.activations import (
     DEFAULT_OUTLIER_NORM_RATIO,
     FilteredActivationsStore,
@@ -132,12 +142,106 @@ class WeightedSAETrainingRunner(LanguageModelSAETrainingRunner):
         self.evaluator.activations_store = self.activations_store
 
     def run(self) -> Any:
+        if self.cfg.resume_from_checkpoint is not None:
+            restore_token_filter(self.token_filter, self.cfg.resume_from_checkpoint)
         prepare_training(self)
         return super().run()
+
+    def run_trainer_with_interruption_handling(self, trainer: Any) -> Any:
+        """``trainer.fit()``; on SIGINT/SIGTERM a complete checkpoint, then :class:`TrainingInterrupted`.
+
+        Replaces SAELens's handling, which saves only the store state and runner config (into a folder it
+        does not create). The signal is acted on between steps (checked where the trainer asks for its
+        next batch), so the checkpoint is the state after a whole number of steps; a second signal aborts
+        at once, without a checkpoint. The previous signal handlers are restored afterwards.
+        """
+        received: list[int] = []
+
+        def on_signal(signum: int, frame: Any) -> None:  # noqa: ARG001
+            if received:  # the second one: give up on the step, save nothing
+                raise KeyboardInterrupt
+            received.append(signum)
+
+        provider = trainer.data_provider
+        trainer.data_provider = _StopOnSignal(provider, received)
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            return trainer.fit()
+        except InterruptedException:
+            # a signal between steps: nothing else is in flight; no further signal may stop the save
+            for sig in previous:
+                signal.signal(sig, signal.SIG_IGN)
+            trainer.save_checkpoint(checkpoint_name=str(trainer.n_training_samples))
+            checkpoint = (
+                None if self.cfg.checkpoint_path is None
+                else Path(self.cfg.checkpoint_path) / str(trainer.n_training_samples)
+            )
+            raise TrainingInterrupted(received[0], checkpoint, trainer.n_training_samples,
+                                      int(self.cfg.training_tokens)) from None
+        finally:
+            trainer.data_provider = provider
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def save_checkpoint(self, checkpoint_path: Path | None) -> None:
+        """SAELens's (activation-store state and runner config), into a folder created if needed."""
+        if checkpoint_path is not None:
+            Path(checkpoint_path).mkdir(parents=True, exist_ok=True)
+        super().save_checkpoint(checkpoint_path)
 
     def _set_sae_metadata(self) -> None:
         super()._set_sae_metadata()
         self.token_filter.record_in(self.sae)
+
+
+class TrainingInterrupted(InterruptedException):
+    """Training stopped by SIGINT/SIGTERM after writing a complete checkpoint (``checkpoint``; ``None``
+    when the config has no ``checkpoint_path``). ``exit_code`` is the shell's 128 + signal number."""
+
+    def __init__(self, signum: int, checkpoint: Path | None, n_training_samples: int, training_tokens: int) -> None:
+        self.signum = signum
+        self.checkpoint = checkpoint
+        self.n_training_samples = n_training_samples
+        self.training_tokens = training_tokens
+        where = f"Interrupted ({signal.Signals(signum).name}) at {n_training_samples:,} of {training_tokens:,} training tokens"
+        if checkpoint is None:
+            message = f"{where}; no checkpoint_path is set, so nothing was saved."
+        else:
+            message = (f"{where}; checkpoint written to {checkpoint}. "
+                       f"Resume with resume_from_checkpoint: {checkpoint} in the config.")
+        super().__init__(message)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class _StopOnSignal:
+    """The trainer's data provider, raising ``InterruptedException`` once a signal was received: the
+    trainer asks for a batch only between steps, so training stops on a step boundary."""
+
+    def __init__(self, provider: Any, received: list[int]) -> None:
+        self.provider = provider
+        self.received = received
+
+    def __iter__(self) -> _StopOnSignal:
+        return self
+
+    def __next__(self) -> Any:
+        if self.received:
+            raise InterruptedException()
+        return next(self.provider)
+
+
+def restore_token_filter(token_filter: TokenFilter, checkpoint: str | Path) -> None:
+    """Give an unfitted ``token_filter`` the median norm recorded in ``checkpoint``'s cfg.json, so that a
+    resumed run drops the same tokens as the run it continues (instead of refitting on a later batch)."""
+    cfg_path = Path(checkpoint) / SAE_CFG_FILENAME
+    if token_filter.median_norm is not None or not cfg_path.is_file():
+        return
+    recorded = TokenFilter.from_metadata((json.loads(cfg_path.read_text()).get("metadata") or {}).get(TOKEN_FILTER_KEY))
+    if recorded is not None and recorded.outlier_norm_ratio == token_filter.outlier_norm_ratio:
+        token_filter.median_norm = recorded.median_norm
 
 
 def prepare_training(runner: WeightedSAETrainingRunner, *, progress: bool = True) -> None:

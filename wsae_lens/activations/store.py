@@ -8,9 +8,13 @@ its mixing buffer and ``use_cached_activations`` all see exactly the tokens Γ e
 from __future__ import annotations
 
 import torch
+from safetensors.torch import load_file
 from sae_lens.training.activations_store import ActivationsStore
 
 from wsae_lens.activations.filtering import DEFAULT_OUTLIER_NORM_RATIO, TokenFilter
+
+
+CACHED_ROW_KEY = "current_row_idx"
 
 
 class FilteredActivationsStore(ActivationsStore):
@@ -30,6 +34,20 @@ class FilteredActivationsStore(ActivationsStore):
 
     def get_filtered_llm_batch(self, raise_on_epoch_end: bool = False) -> torch.Tensor:
         return self.get_filtered_batch(raise_on_epoch_end)[0]
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """SAELens's (``n_dataset_processed``) plus, over cached activations, the next row to read:
+        SAELens's own state leaves it out, so a resumed run would start the cache again from row 0."""
+        state = super().state_dict()
+        if self.cached_activation_dataset is not None:
+            state[CACHED_ROW_KEY] = torch.tensor(self.current_row_idx)
+        return state
+
+    def load(self, file_path: str) -> None:
+        super().load(file_path)
+        state = load_file(file_path)
+        if self.cached_activation_dataset is not None and CACHED_ROW_KEY in state:
+            self.current_row_idx = int(state[CACHED_ROW_KEY].item())
 
 
 def store_token_filter(store: ActivationsStore, outlier_norm_ratio: float | None = DEFAULT_OUTLIER_NORM_RATIO) -> TokenFilter:

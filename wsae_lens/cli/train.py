@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
+
 import typer
 
 from wsae_lens.cli.app import app
@@ -18,10 +20,13 @@ def train(config: Path = typer.Argument(..., help="SAELens runner config (YAML) 
     `outlier_norm_ratio` (default 10) × the median norm are left out of training and of Γ.
     With `weighting: variance` or `semantic_consistency`, Γ is estimated from the training activations
     before training (over `weighting_tokens` tokens) and saved with the SAE.
+    SIGINT/SIGTERM (Ctrl-C, cluster preemption) writes a complete checkpoint to
+    `checkpoint_path/<tokens>/` and exits with 130/143; set `resume_from_checkpoint` to continue.
     """
     from sae_lens.registry import SAE_TRAINING_CLASS_REGISTRY
 
     from wsae_lens.pipeline.loading import explain_hub_failure, load_runner_config
+    from wsae_lens.training import TrainingInterrupted
 
     inputs = load_runner_config(config)
     architecture = inputs.config["sae"]["architecture"]
@@ -40,7 +45,14 @@ def train(config: Path = typer.Argument(..., help="SAELens runner config (YAML) 
             raise
         typer.echo(f"Error: {explained}", err=True)
         raise typer.Exit(code=1) from err
-    sae = runner.run()
+    try:
+        sae = runner.run()
+    except TrainingInterrupted as interrupted:  # SIGINT/SIGTERM: checkpoint written, one line, no traceback
+        typer.echo(f"\n{interrupted}", err=True)  # on a line of its own, after the unfinished progress bar
+        raise typer.Exit(code=interrupted.exit_code) from None
+    except KeyboardInterrupt:  # Ctrl-C before training started, or a second one during a step
+        typer.echo("\nInterrupted before a checkpoint could be written; nothing was saved.", err=True)
+        raise typer.Exit(code=128 + signal.SIGINT) from None
     typer.echo(f"Trained {sae.cfg.architecture()} SAE (d_in={sae.cfg.d_in}, d_sae={sae.cfg.d_sae}); "
                f"token filter {runner.token_filter.counts.describe()}.")
     if runner.cfg.output_path is not None:
