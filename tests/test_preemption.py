@@ -71,6 +71,7 @@ def test_interrupted_run_checkpoints_and_resumes_exactly(signum, tmp_path, tiny_
     reference = train(cached_config(tmp_path / "ref", cached_activations_dir), tiny_model, byte_dataset)
 
     cfg = cached_config(tmp_path / "run", cached_activations_dir)
+    handler_before = signal.getsignal(signal.SIGTERM)  # earlier SAELens runs in this process may have set one
     with monkeypatch.context() as patch:
         signal_after(patch, STOP_AFTER_STEPS, signum)
         with pytest.raises(TrainingInterrupted) as caught:
@@ -92,7 +93,7 @@ def test_interrupted_run_checkpoints_and_resumes_exactly(signum, tmp_path, tiny_
     restore_token_filter(token_filter, checkpoint)  # a resumed run drops the tokens the first one dropped
     assert token_filter.median_norm is not None
     assert token_filter.median_norm == TokenFilter.recorded_in(TrainingSAE.load_from_disk(checkpoint)).median_norm
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+    assert signal.getsignal(signal.SIGTERM) is handler_before  # handlers restored
 
     resumed = train({**cfg, "resume_from_checkpoint": str(checkpoint)}, tiny_model, byte_dataset)
     expected = reference.state_dict()
