@@ -67,7 +67,7 @@ def main() -> None:
     peak = matmul_gflops()
     baseline = results["SAELens CacheActivationsRunner, 8 rows"]
     print(f"SmolLM2-135M to {HOOK}: {flops_per_token / 1e6:.0f} MFLOP/token (blocks 0-{layer}); "
-          f"fp32 matmul on this machine {peak:.0f} GFLOP/s; {args.tokens:,} tokens per row")
+          f"fp32 matmul on this machine {peak:.0f} GFLOP/s; {args.tokens:,} tokens per configuration")
     print(f"{'configuration':<44}{'tokens/s':>10}{'ratio':>8}{'share of fp32 peak':>20}")
     for name, rate in results.items():
         print(f"{name:<44}{rate:>10.0f}{rate / baseline:>8.2f}{rate * flops_per_token / 1e9 / peak:>20.0%}")
