@@ -44,7 +44,9 @@ def brute_log(s: list[float]) -> list[float]:
     m = sorted(s)[(len(s) - 1) // 2]
     if m <= 0:
         m = sum(s) / len(s)
-    return [math.log1p(v / m) if m > 0 else 0.0 for v in s]
+    if not m > 0:
+        return [0.0] * len(s)
+    return [math.log1p(v / m) if math.isfinite(v / m) else math.log(v) - math.log(m) for v in s]
 
 
 def brute_gamma(t: list[float], alpha: float, floor: float) -> torch.Tensor:

@@ -61,7 +61,10 @@ def transform_scores(scores: torch.Tensor, transform: str = "none") -> torch.Ten
     scale = s.median()
     if scale <= 0:
         scale = s.mean()
-    return torch.log1p(s / scale) if scale > 0 else torch.zeros_like(s)
+    if not scale > 0:
+        return torch.zeros_like(s)
+    ratio = s / scale  # overflows to inf when the median is tiny (e.g. subnormal): use log s − log m there
+    return torch.where(torch.isfinite(ratio), torch.log1p(ratio), torch.log(s) - torch.log(scale))
 
 
 def scores_to_gamma(
