@@ -96,8 +96,8 @@ class TokenFilter:
         outliers = 0
         if self.outlier_norm_ratio is not None:
             norms = activations.float().norm(dim=-1)
-            if self.median_norm is None and bool(keep.any()):
-                self.median_norm = float(norms[keep].median())
+            if self.median_norm is None:
+                self._fit_median(norms, keep)
             if self.median_norm is not None:
                 too_large = keep & (norms > self.outlier_norm_ratio * self.median_norm)
                 outliers = int(too_large.sum())
@@ -106,6 +106,20 @@ class TokenFilter:
         self.counts.special += special
         self.counts.outliers += outliers
         return keep
+
+    @torch.no_grad()
+    def fit(self, activations: torch.Tensor, token_ids: torch.Tensor | None = None) -> None:
+        """Fix the median norm m on this batch (special tokens left out) if it is not set yet; counts nothing."""
+        if self.outlier_norm_ratio is None or self.median_norm is not None:
+            return
+        keep = torch.ones(activations.shape[0], dtype=torch.bool, device=activations.device)
+        if token_ids is not None and self.special_token_ids is not None and self.special_token_ids.numel():
+            keep &= ~torch.isin(token_ids, self.special_token_ids.to(token_ids.device))
+        self._fit_median(activations.float().norm(dim=-1), keep)
+
+    def _fit_median(self, norms: torch.Tensor, keep: torch.Tensor) -> None:
+        if bool(keep.any()):
+            self.median_norm = float(norms[keep].median())
 
     def apply(
         self, activations: torch.Tensor, token_ids: torch.Tensor | None = None

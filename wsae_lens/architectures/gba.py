@@ -38,6 +38,10 @@ is in group ⌊m K / M⌋), with targets geometrically spaced from ``freq_high``
 Single-group bias adaptation (BA, the provable variant) is ``n_groups=1`` with target ``freq_high``.
 Statistics accumulate only in ``training_forward_pass`` while the module is in training mode.
 
+Data-parallel training sets ``global_batch`` (a :class:`~wsae_lens.distributed.DataParallel`): each step's
+firing counts, token count and peaks are then summed / maximised over the ranks before they are added,
+so every rank adapts its biases from the global batch, as one process would.
+
 Bias and adaptation state are persistent buffers (saved with SAELens checkpoints, ignored by Adam), so a
 resumed run continues bit-for-bit as an uninterrupted one. The inference form saved by
 ``save_inference_model`` is exactly a JumpReLU SAE (θ = −b, b_enc = 0, decoder rows a_m w'_m).
@@ -233,6 +237,7 @@ class GBATrainingSAE(TrainingSAE[GBATrainingSAEConfig]):
     def __init__(self, cfg: GBATrainingSAEConfig, use_error_term: bool = False):
         super().__init__(cfg, use_error_term)
         self._fired: torch.Tensor | None = None
+        self.global_batch: Any = None  # set by data-parallel training: reduces batch statistics over ranks
         self.bias_min = resolve_bias_min(cfg.bias_min, cfg.normalize_activations, cfg.d_in)
         d_sae, device = cfg.d_sae, self.device
         self.register_buffer("bias", torch.zeros(d_sae, dtype=torch.float32, device=device))
@@ -327,25 +332,31 @@ class GBATrainingSAE(TrainingSAE[GBATrainingSAEConfig]):
         output = super().training_forward_pass(step_input)
         fired, self._fired = self._fired, None
         if self.training and fired is not None:
-            batch_fire_count = self._accumulate(output.hidden_pre, fired)
-            output.metrics.update(self._metrics(batch_fire_count, fired.reshape(-1, self.cfg.d_sae).shape[0]))
+            batch_fire_count, n_tokens = self._accumulate(output.hidden_pre, fired)
+            output.metrics.update(self._metrics(batch_fire_count, n_tokens))
         return output
 
     @torch.no_grad()
-    def _accumulate(self, hidden_pre: torch.Tensor, fired: torch.Tensor) -> torch.Tensor:
+    def _accumulate(self, hidden_pre: torch.Tensor, fired: torch.Tensor) -> tuple[torch.Tensor, int]:
         """Add this batch (pre-activations h, 0/1 firing mask 1[h + b > 0]) to the running counts and
-        maxima; adapt the biases every T steps. Returns the batch's firing count per neuron."""
+        maxima; adapt the biases every T steps. Returns the batch's firing count per neuron and its tokens
+        (over every rank in data-parallel training)."""
         hidden_pre = hidden_pre.detach().reshape(-1, self.cfg.d_sae)
         # a float sum of the 0/1 mask is exact (counts ≤ batch size < 2^24) and much faster than a bool sum
         batch_fire_count = fired.detach().reshape(-1, self.cfg.d_sae).sum(0, dtype=torch.float32).to(torch.int64)
-        self.fire_count += batch_fire_count
         peak = hidden_pre.amax(dim=0).float() + self.bias
+        n_tokens = hidden_pre.shape[0]
+        if self.global_batch is not None:  # the global batch's counts and peaks (max(a + b) = max(a) + b)
+            counts = self.global_batch.sum_(torch.cat([batch_fire_count, batch_fire_count.new_tensor([n_tokens])]))
+            batch_fire_count, n_tokens = counts[:-1], int(counts[-1])
+            self.global_batch.max_(peak)
+        self.fire_count += batch_fire_count
         torch.maximum(self.peak_preact, peak, out=self.peak_preact)
-        self.tokens_since_update += hidden_pre.shape[0]
+        self.tokens_since_update += n_tokens
         self.steps_since_update += 1
         if int(self.steps_since_update.item()) >= self.cfg.update_interval:
             self.update_biases()
-        return batch_fire_count
+        return batch_fire_count, n_tokens
 
     @torch.no_grad()
     def update_biases(self) -> None:

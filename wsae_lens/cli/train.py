@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -22,7 +24,22 @@ def train(config: Path = typer.Argument(..., help="SAELens runner config (YAML) 
     before training (over `weighting_tokens` tokens) and saved with the SAE.
     SIGINT/SIGTERM (Ctrl-C, cluster preemption) writes a complete checkpoint to
     `checkpoint_path/<tokens>/` and exits with 130/143; set `resume_from_checkpoint` to continue.
+    Under `torchrun --nproc-per-node N` (or `srun` with MASTER_ADDR/MASTER_PORT exported) the SAE is trained
+    data-parallel: `train_batch_size_tokens` is the global batch, each rank reads every N-th row of the data,
+    and rank 0 alone prints, checkpoints and saves.
     """
+    from wsae_lens.distributed import init_distributed, shutdown_distributed
+
+    context = init_distributed()
+    if not context.is_main:
+        os.environ["TQDM_DISABLE"] = "1"  # one progress bar: rank 0's
+    try:
+        _train(config, echo=typer.echo if context.is_main else (lambda *args, **kwargs: None))
+    finally:
+        shutdown_distributed()
+
+
+def _train(config: Path, echo: Callable[..., None]) -> None:
     from sae_lens.registry import SAE_TRAINING_CLASS_REGISTRY
 
     from wsae_lens.pipeline.loading import explain_hub_failure, load_runner_config
@@ -36,24 +53,29 @@ def train(config: Path = typer.Argument(..., help="SAELens runner config (YAML) 
             param_hint="CONFIG",
         )
     for key, value in inputs.filled_defaults.items():
-        typer.echo(f"{key} not set: using {value} (short-budget default)")
+        echo(f"{key} not set: using {value} (short-budget default)")
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    if world_size > 1:
+        batch = int(inputs.config.get("train_batch_size_tokens", 4096))
+        echo(f"Data-parallel training on {world_size} ranks: global batch {batch:,} tokens, "
+             f"{batch // world_size:,} per rank.")
     try:
         runner = inputs.runner()
     except Exception as err:
         explained = explain_hub_failure(err, inputs.config)
         if explained is None:
             raise
-        typer.echo(f"Error: {explained}", err=True)
+        echo(f"Error: {explained}", err=True)
         raise typer.Exit(code=1) from err
     try:
         sae = runner.run()
     except TrainingInterrupted as interrupted:  # SIGINT/SIGTERM: checkpoint written, one line, no traceback
-        typer.echo(f"\n{interrupted}", err=True)  # on a line of its own, after the unfinished progress bar
+        echo(f"\n{interrupted}", err=True)  # on a line of its own, after the unfinished progress bar
         raise typer.Exit(code=interrupted.exit_code) from None
     except KeyboardInterrupt:  # Ctrl-C before training started, or a second one during a step
-        typer.echo("\nInterrupted before a checkpoint could be written; nothing was saved.", err=True)
+        echo("\nInterrupted before a checkpoint could be written; nothing was saved.", err=True)
         raise typer.Exit(code=128 + signal.SIGINT) from None
-    typer.echo(f"Trained {sae.cfg.architecture()} SAE (d_in={sae.cfg.d_in}, d_sae={sae.cfg.d_sae}); "
+    echo(f"Trained {sae.cfg.architecture()} SAE (d_in={sae.cfg.d_in}, d_sae={sae.cfg.d_sae}); "
                f"token filter {runner.token_filter.counts.describe()}.")
     if runner.cfg.output_path is not None:
-        typer.echo(f"Saved to {runner.cfg.output_path}")
+        echo(f"Saved to {runner.cfg.output_path}")

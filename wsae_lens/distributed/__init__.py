@@ -1,7 +1,8 @@
-"""Scale-out on ``torch.distributed`` (``torchrun``, ``srun``): who am I, and the process group.
+"""Scale-out on ``torch.distributed`` (``torchrun``, ``srun``): who am I, the process group, data-parallel training.
 
 Everything here is a no-op in a single process: :func:`distributed_context` then says rank 0 of 1, so
-code written against it runs unchanged without ``torchrun``.
+code written against it runs unchanged without ``torchrun``. :class:`DataParallelSAETrainer` trains one
+SAE over several ranks (``torchrun --nproc-per-node N -m wsae_lens.cli train CONFIG.yaml``).
 """
 
 from wsae_lens.distributed.context import (
@@ -10,5 +11,15 @@ from wsae_lens.distributed.context import (
     init_distributed,
     shutdown_distributed,
 )
+from wsae_lens.distributed.data_parallel import DataParallel, DataParallelSAETrainer
+from wsae_lens.distributed.sharding import DataShard
 
-__all__ = ["DistributedContext", "distributed_context", "init_distributed", "shutdown_distributed"]
+__all__ = [
+    "DataParallel",
+    "DataParallelSAETrainer",
+    "DataShard",
+    "DistributedContext",
+    "distributed_context",
+    "init_distributed",
+    "shutdown_distributed",
+]
