@@ -1,18 +1,18 @@
 """One rank of the data-parallel tests, launched by ``torch.distributed.run`` (``-m tests.distributed.worker PLAN``).
 
-PLAN is a JSON file ``{"runs": [run, ...]}``; each run trains the tiny SAE of :func:`train` with its
-``config`` and writes this rank's trained state to ``<out>/rank<r>.pt``. Optional per-run events:
-``{"kill": [rank, step]}`` (that rank SIGKILLs itself during the step) and ``{"pause": [rank, step, marker]}``
-(that rank writes ``marker`` during the step and waits for a signal, e.g. SIGTERM sent to torchrun).
+PLAN is a JSON file ``{"runs": [run, ...]}``; each run trains the tiny SAE with its ``config`` and writes
+this rank's trained state to ``<out>/rank<r>.pt``. Optional ``events`` (:func:`step_events`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,38 +21,48 @@ from sae_lens import LanguageModelSAERunnerConfig
 from sae_lens.training.sae_trainer import SAETrainer
 
 
-def train(cfg: dict[str, Any], events: dict[str, Any] | None = None) -> Any:
-    """Train the tiny model's SAE with ``cfg`` (in this process's process group, if any); the trained SAE."""
-    from tests.conftest import byte_tokenised_text, tiny_byte_transformer
-    from wsae_lens import WeightedSAETrainingRunner
-
-    torch.manual_seed(0)
-    model, dataset = tiny_byte_transformer(), byte_tokenised_text()
-    torch.manual_seed(0)  # the SAE's initial weights: the same in every run
-    runner = WeightedSAETrainingRunner(LanguageModelSAERunnerConfig.from_dict(cfg), override_model=model,
-                                       override_dataset=dataset)
-    step = SAETrainer.step
+@contextlib.contextmanager
+def step_events(events: dict[str, Any] | None) -> Iterator[None]:
+    """During training: ``{"kill": [rank, step, marker]}`` (that rank writes the time to ``marker``, then
+    SIGKILLs itself, during that step), ``{"pause": [rank, step, marker]}`` (that rank writes ``marker``
+    during the step and waits, up to 60 s, until its interruption handler has received a signal)."""
     events = events or {}
     rank = int(os.environ.get("RANK", 0))
+    step = SAETrainer.step
 
     def step_with_events(self: SAETrainer, batch: torch.Tensor) -> Any:
         out = step(self, batch)
         number = self.n_training_steps + 1
-        if events.get("kill") == [rank, number]:
+        kill = events.get("kill")
+        if kill is not None and kill[:2] == [rank, number]:
+            Path(kill[2]).write_text(repr(time.time()))
             os.kill(os.getpid(), signal.SIGKILL)
         pause = events.get("pause")
         if pause is not None and pause[:2] == [rank, number]:
             Path(pause[2]).write_text("paused")
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 60
             while time.monotonic() < deadline and not getattr(self.data_provider, "received", True):
-                time.sleep(0.05)  # until the interruption handler has recorded a signal
+                time.sleep(0.05)
         return out
 
     SAETrainer.step = step_with_events  # type: ignore[method-assign]
     try:
-        return runner.run()
+        yield
     finally:
         SAETrainer.step = step  # type: ignore[method-assign]
+
+
+def train(cfg: dict[str, Any], events: dict[str, Any] | None = None) -> Any:
+    """Train the tiny model's SAE with ``cfg`` (data-parallel in this process's process group, if any)."""
+    from tests.conftest import byte_tokenised_text, tiny_byte_transformer
+    from wsae_lens import WeightedSAETrainingRunner
+
+    model, dataset = tiny_byte_transformer(), byte_tokenised_text()
+    torch.manual_seed(0)  # the SAE's initial weights: the same in every run
+    runner = WeightedSAETrainingRunner(LanguageModelSAERunnerConfig.from_dict(cfg), override_model=model,
+                                       override_dataset=dataset)
+    with step_events(events):
+        return runner.run()
 
 
 def main(plan_path: str) -> None:
