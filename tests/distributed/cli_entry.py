@@ -1,11 +1,13 @@
 """``python -m tests.distributed.cli_entry train CONFIG.yaml``: ``python -m wsae_lens.cli`` with SAELens's model
 loader giving the tiny byte model (no hub here) and the step events of ``WSAE_TEST_EVENTS`` (JSON, see
-:func:`tests.distributed.worker.step_events`)."""
+:func:`tests.distributed.worker.step_events`). Each rank writes its exit code to ``$WSAE_TEST_EXIT_DIR/rank<r>``
+(torchrun reports no codes when it is itself stopped by a signal)."""
 
 from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import torch
 
@@ -23,5 +25,10 @@ if __name__ == "__main__":
     sae_lens.load_model.load_model = sae_lens.llm_sae_training_runner.load_model = (  # type: ignore[assignment]
         lambda *args, **kwargs: model
     )
-    with step_events(json.loads(os.environ.get("WSAE_TEST_EVENTS", "{}"))):
-        app()
+    try:
+        with step_events(json.loads(os.environ.get("WSAE_TEST_EVENTS", "{}"))):
+            app()
+    except SystemExit as exit_:
+        folder = Path(os.environ["WSAE_TEST_EXIT_DIR"])
+        (folder / f"rank{os.environ.get('RANK', 0)}").write_text(str(exit_.code))
+        raise
