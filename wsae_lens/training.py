@@ -57,12 +57,8 @@ from wsae_lens.activations import (
     iter_activation_batches,
 )
 from wsae_lens.architectures.weighting import ESTIMATED_WEIGHTINGS, GAMMA_KEY, GammaMixin
-from wsae_lens.distributed.data_parallel import (
-    DataParallel,
-    DataParallelSAETrainer,
-    check_batch_split,
-    iterate_gathered,
-)
+from wsae_lens.distributed.collectives import DataParallel, iterate_gathered
+from wsae_lens.distributed.data_parallel import DataParallelSAETrainer, check_batch_split
 from wsae_lens.distributed.sharding import DataShard, shard_cached_activations, shard_dataset
 from wsae_lens.estimators.entry import (
     estimate_gamma_from_activations,

@@ -158,11 +158,18 @@ def test_two_ranks_equal_one_rank_on_the_same_global_batches(worker_launch, name
     assert_state_close(saved.state_dict(), single.state_dict(), rtol)
 
 
-def test_gamma_equals_the_single_process_estimate(worker_launch):
-    one = TrainingSAE.load_from_disk(str(Path(worker_launch["one"]["weighted_topk"]["checkpoint_path"]) / str(MIDWAY)))
-    two = TrainingSAE.load_from_disk(str(Path(worker_launch["two"]["weighted_topk"]["checkpoint_path"]) / str(MIDWAY)))
+def test_gamma_and_dead_latent_counters_equal_the_single_process_ones(worker_launch):
+    one_dir = Path(worker_launch["one"]["weighted_topk"]["checkpoint_path"]) / str(MIDWAY)
+    two_dir = Path(worker_launch["two"]["weighted_topk"]["checkpoint_path"]) / str(MIDWAY)
+    one, two = TrainingSAE.load_from_disk(str(one_dir)), TrainingSAE.load_from_disk(str(two_dir))
     torch.testing.assert_close(two.gamma, one.gamma, rtol=1e-12, atol=0)
     assert two.cfg.weighting_tokens == one.cfg.weighting_tokens == 512  # tokens read over both ranks
+    one_state, two_state = torch.load(one_dir / "trainer_state.pt"), torch.load(two_dir / "trainer_state.pt")
+    for key in ("n_training_samples", "n_training_steps", "n_frac_active_samples"):
+        assert two_state[key] == one_state[key], key
+    for key in ("act_freq_scores", "n_forward_passes_since_fired"):
+        assert torch.equal(two_state[key], one_state[key]), key
+    assert one_state["n_forward_passes_since_fired"].gt(5).any()  # some latents were dead: AuxK was on
 
 
 def test_two_rank_checkpoint_resumes_in_one_rank(worker_launch, tmp_path):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from datasets import Dataset
 
-from wsae_lens.distributed.data_parallel import DataParallel, check_batch_split
+from wsae_lens.distributed.collectives import DataParallel
+from wsae_lens.distributed.data_parallel import check_batch_split
 from wsae_lens.distributed.context import DistributedContext
 from wsae_lens.distributed.sharding import DataShard, n_dataset_processed_for, rows_read, shard_cached_activations, shard_dataset
 

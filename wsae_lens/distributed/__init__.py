@@ -11,7 +11,8 @@ from wsae_lens.distributed.context import (
     init_distributed,
     shutdown_distributed,
 )
-from wsae_lens.distributed.data_parallel import DataParallel, DataParallelSAETrainer
+from wsae_lens.distributed.collectives import DataParallel
+from wsae_lens.distributed.data_parallel import DataParallelSAETrainer
 from wsae_lens.distributed.sharding import DataShard
 
 __all__ = [
