@@ -100,6 +100,7 @@ RUNS = {  # name: (architecture, dtype, tolerance)
     "topafa": ("topafa", "float64", FLOAT64_RTOL),
     "weighted_topk_float32": ("weighted_topk", "float32", FLOAT32_RTOL),
     "cached_activations": ("weighted_topk", "float64", FLOAT64_RTOL),
+    "semantic_consistency": ("weighted_topk", "float64", FLOAT64_RTOL),
 }
 
 
@@ -108,7 +109,10 @@ def run_config(tmp_path: Path, name: str, cached: Path) -> dict:
     overrides = {"n_checkpoints": 1} if name == "weighted_topk" else {}
     if name == "cached_activations":  # 64 cached sequences: 32 per rank, read in 4-sequence batches
         overrides.update(use_cached_activations=True, cached_activations_path=str(cached))
-    return config(tmp_path / name, architecture, dtype, **overrides)
+    cfg = config(tmp_path / name, architecture, dtype, **overrides)
+    if name == "semantic_consistency":  # Γ from token-id labels, counted over the batches of both ranks
+        cfg["sae"]["weighting"] = "semantic_consistency"
+    return cfg
 
 
 @pytest.fixture(scope="module")
