@@ -16,8 +16,9 @@ when resuming it reuses the Γ stored in the checkpoint; when Γ is already set 
 scale-invariant). Running SAELens's plain runner with an estimated weighting fails at the first
 training step with a message pointing here.
 
-Preemption (:meth:`WeightedSAETrainingRunner.run_trainer_with_interruption_handling`): SIGINT or
-SIGTERM during training finishes the current step, writes a complete checkpoint to
+Preemption (:meth:`WeightedSAETrainingRunner.run_trainer_with_interruption_handling`, through
+:func:`wsae_lens.preemption.fit_with_preemption`, shared with the multi-SAE runner): SIGINT or SIGTERM
+during training finishes the current step, writes a complete checkpoint to
 ``checkpoint_path/<training samples>/`` with SAELens's own ``SAETrainer.save_checkpoint`` (SAE incl. Γ,
 optimizer/scheduler/trainer state, activation-store position, runner config: what the periodic
 checkpoints hold) and raises :class:`TrainingInterrupted`, whose message says how to resume
@@ -27,7 +28,6 @@ checkpoints hold) and raises :class:`TrainingInterrupted`, whose message says ho
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,6 @@ import torch
 from safetensors import safe_open
 from sae_lens import LanguageModelSAETrainingRunner
 from sae_lens.constants import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME
-from sae_lens.training._interruption import InterruptedException
 from sae_lens.training.activations_store import ActivationsStore
 
 from wsae_lens.activations.filtering import METADATA_KEY as TOKEN_FILTER_KEY
@@ -47,6 +46,7 @@ from wsae_lens.activations import (
 )
 from wsae_lens.architectures.weighting import ESTIMATED_WEIGHTINGS, GAMMA_KEY, GammaMixin
 from wsae_lens.estimators.entry import estimate_sae_gamma
+from wsae_lens.preemption import TrainingInterrupted, fit_with_preemption  # noqa: F401  (re-exported)
 
 B_DEC_INIT_TOKENS = 16_384
 """Kept tokens whose mean initialises ``b_dec`` (the first batches of the training data)."""
@@ -148,40 +148,13 @@ class WeightedSAETrainingRunner(LanguageModelSAETrainingRunner):
         return super().run()
 
     def run_trainer_with_interruption_handling(self, trainer: Any) -> Any:
-        """``trainer.fit()``; on SIGINT/SIGTERM a complete checkpoint, then :class:`TrainingInterrupted`.
+        """``trainer.fit()``; on SIGINT/SIGTERM a complete checkpoint, then :class:`TrainingInterrupted`
+        (:func:`wsae_lens.preemption.fit_with_preemption`).
 
         Replaces SAELens's handling, which saves only the store state and runner config (into a folder it
-        does not create). The signal is acted on between steps (checked where the trainer asks for its
-        next batch), so the checkpoint is the state after a whole number of steps; a second signal aborts
-        at once, without a checkpoint. The previous signal handlers are restored afterwards.
+        does not create).
         """
-        received: list[int] = []
-
-        def on_signal(signum: int, frame: Any) -> None:  # noqa: ARG001
-            if received:  # the second one: give up on the step, save nothing
-                raise KeyboardInterrupt
-            received.append(signum)
-
-        provider = trainer.data_provider
-        trainer.data_provider = _StopOnSignal(provider, received)
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            return trainer.fit()
-        except InterruptedException:
-            # a signal between steps: nothing else is in flight; no further signal may stop the save
-            for sig in previous:
-                signal.signal(sig, signal.SIG_IGN)
-            trainer.save_checkpoint(checkpoint_name=str(trainer.n_training_samples))
-            checkpoint = (
-                None if self.cfg.checkpoint_path is None
-                else Path(self.cfg.checkpoint_path) / str(trainer.n_training_samples)
-            )
-            raise TrainingInterrupted(received[0], checkpoint, trainer.n_training_samples,
-                                      int(self.cfg.training_tokens)) from None
-        finally:
-            trainer.data_provider = provider
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        return fit_with_preemption(trainer, int(self.cfg.training_tokens))
 
     def save_checkpoint(self, checkpoint_path: Path | None) -> None:
         """SAELens's (activation-store state and runner config), into a folder created if needed."""
@@ -192,45 +165,6 @@ class WeightedSAETrainingRunner(LanguageModelSAETrainingRunner):
     def _set_sae_metadata(self) -> None:
         super()._set_sae_metadata()
         self.token_filter.record_in(self.sae)
-
-
-class TrainingInterrupted(InterruptedException):
-    """Training stopped by SIGINT/SIGTERM after writing a complete checkpoint (``checkpoint``; ``None``
-    when the config has no ``checkpoint_path``). ``exit_code`` is the shell's 128 + signal number."""
-
-    def __init__(self, signum: int, checkpoint: Path | None, n_training_samples: int, training_tokens: int) -> None:
-        self.signum = signum
-        self.checkpoint = checkpoint
-        self.n_training_samples = n_training_samples
-        self.training_tokens = training_tokens
-        where = f"Interrupted ({signal.Signals(signum).name}) at {n_training_samples:,} of {training_tokens:,} training tokens"
-        if checkpoint is None:
-            message = f"{where}; no checkpoint_path is set, so nothing was saved."
-        else:
-            message = (f"{where}; checkpoint written to {checkpoint}. "
-                       f"Resume with resume_from_checkpoint: {checkpoint} in the config.")
-        super().__init__(message)
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
-
-
-class _StopOnSignal:
-    """The trainer's data provider, raising ``InterruptedException`` once a signal was received: the
-    trainer asks for a batch only between steps, so training stops on a step boundary."""
-
-    def __init__(self, provider: Any, received: list[int]) -> None:
-        self.provider = provider
-        self.received = received
-
-    def __iter__(self) -> _StopOnSignal:
-        return self
-
-    def __next__(self) -> Any:
-        if self.received:
-            raise InterruptedException()
-        return next(self.provider)
 
 
 def restore_token_filter(token_filter: TokenFilter, checkpoint: str | Path) -> None:
