@@ -38,7 +38,7 @@ def multi_config_dict(tmp_path, saes: dict[str, dict[str, Any]] | None = None, *
         "streaming": False,
         "context_size": CONTEXT_SIZE,
         "prepend_bos": False,
-        "training_tokens": 2048,
+        "training_tokens": 1024,
         "train_batch_size_tokens": 128,
         "store_batch_size_prompts": 8,
         "n_batches_in_buffer": 4,
