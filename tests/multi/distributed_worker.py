@@ -47,7 +47,7 @@ def main(rank: int, world_size: int, port: int, directory: Path) -> None:
         cfg = multi_config_from_dict(multi_config_dict(directory, DISTRIBUTED_SAES, distribute_saes=True,
                                                        training_tokens=TRAINING_TOKENS))
         runner = WeightedMultiSAETrainingRunner(cfg, override_model=tiny_byte_transformer(),
-                                                override_dataset=byte_tokenised_text())
+                                                override_dataset=byte_tokenised_text(n_sequences=128))
         try:
             saes = runner.run()
         finally:

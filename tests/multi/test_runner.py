@@ -31,7 +31,7 @@ def multi_runner(tmp_path, tiny_model, byte_dataset, **fields) -> WeightedMultiS
 
 def test_every_sae_equals_the_sae_trained_alone_on_its_batches(tmp_path, tiny_model, byte_dataset, monkeypatch):
     records = record_trainer_inputs(monkeypatch)
-    runner = multi_runner(tmp_path, tiny_model, byte_dataset)
+    runner = multi_runner(tmp_path, tiny_model, byte_dataset.select(range(96)))  # short b_dec/Γ pass
     saes = runner.run()
     assert sorted(saes) == sorted(runner.cfg.saes)
     trainer_cfg = replace(runner.cfg.to_sae_trainer_config(), n_checkpoints=0, checkpoint_path=None)
