@@ -71,6 +71,7 @@ from wsae_lens.autointerp import (
 from wsae_lens.autointerp.training import AutoInterpTrainingRunner
 from wsae_lens.registration import register_architectures
 from wsae_lens.training import TrainingInterrupted, WeightedSAETrainingRunner, prepare_weighting
+from wsae_lens.multi import WeightedMultiSAETrainingRunner, WeightedMultiSAETrainingRunnerConfig
 
 __version__ = "0.1.0"
 
@@ -132,6 +133,8 @@ __all__ = [
     "latent_semantic_consistency",
     "TrainingInterrupted",
     "WeightedSAETrainingRunner",
+    "WeightedMultiSAETrainingRunner",
+    "WeightedMultiSAETrainingRunnerConfig",
     "prepare_weighting",
     "IdentifiabilityReport",
     "identifiability_report",

@@ -16,8 +16,9 @@ when resuming it reuses the Γ stored in the checkpoint; when Γ is already set 
 scale-invariant). Running SAELens's plain runner with an estimated weighting fails at the first
 training step with a message pointing here.
 
-Preemption (:meth:`WeightedSAETrainingRunner.run_trainer_with_interruption_handling`): SIGINT or
-SIGTERM during training finishes the current step, writes a complete checkpoint to
+Preemption (:meth:`WeightedSAETrainingRunner.run_trainer_with_interruption_handling`, through
+:func:`wsae_lens.preemption.fit_with_preemption`, shared with the multi-SAE runner): SIGINT or SIGTERM
+during training finishes the current step, writes a complete checkpoint to
 ``checkpoint_path/<training samples>/`` with SAELens's own ``SAETrainer.save_checkpoint`` (SAE incl. Γ,
 optimizer/scheduler/trainer state, activation-store position, runner config: what the periodic
 checkpoints hold) and raises :class:`TrainingInterrupted`, whose message says how to resume
@@ -38,7 +39,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,6 @@ import torch
 from safetensors import safe_open
 from sae_lens import LanguageModelSAETrainingRunner
 from sae_lens.constants import RUNNER_CFG_FILENAME, SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME
-from sae_lens.training._interruption import InterruptedException
 from sae_lens.training.activations_store import ActivationsStore
 
 from wsae_lens.activations.filtering import METADATA_KEY as TOKEN_FILTER_KEY
@@ -66,6 +65,7 @@ from wsae_lens.estimators.entry import (
     weighting_options,
     weighting_token_budget,
 )
+from wsae_lens.preemption import TrainingInterrupted, fit_with_preemption  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -247,46 +247,19 @@ class WeightedSAETrainingRunner(LanguageModelSAETrainingRunner):
         return super().run()
 
     def run_trainer_with_interruption_handling(self, trainer: Any) -> Any:
-        """``trainer.fit()``; on SIGINT/SIGTERM a complete checkpoint, then :class:`TrainingInterrupted`.
+        """``trainer.fit()``; on SIGINT/SIGTERM a complete checkpoint, then :class:`TrainingInterrupted`
+        (:func:`wsae_lens.preemption.fit_with_preemption`).
 
         Replaces SAELens's handling, which saves only the store state and runner config (into a folder it
-        does not create). The signal is acted on between steps (checked where the trainer asks for its
-        next batch), so the checkpoint is the state after a whole number of steps; a second signal aborts
-        at once, without a checkpoint. The previous signal handlers are restored afterwards.
+        does not create).
         """
-        received: list[int] = []
-
-        def on_signal(signum: int, frame: Any) -> None:  # noqa: ARG001
-            if received:  # the second one: give up on the step, save nothing
-                raise KeyboardInterrupt
-            received.append(signum)
-
         if self.parallel.is_distributed:
             store = self.activations_store
             trainer = DataParallelSAETrainer.adopt(
                 trainer, self.parallel, before_checkpoint=[lambda: store.gather_shard_positions(self.parallel)]
             )
-        provider = trainer.data_provider
-        stop = _StopOnSignal(provider, received, self.parallel)
-        trainer.data_provider = stop
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            return trainer.fit()
-        except InterruptedException:
-            # a signal between steps: nothing else is in flight; no further signal may stop the save
-            for sig in previous:
-                signal.signal(sig, signal.SIG_IGN)
-            trainer.save_checkpoint(checkpoint_name=str(trainer.n_training_samples))
-            checkpoint = (
-                None if self.cfg.checkpoint_path is None
-                else Path(self.cfg.checkpoint_path) / str(trainer.n_training_samples)
-            )
-            raise TrainingInterrupted(stop.signum or received[0], checkpoint, trainer.n_training_samples,
-                                      int(self.cfg.training_tokens)) from None
-        finally:
-            trainer.data_provider = provider
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        return fit_with_preemption(trainer, int(self.cfg.training_tokens), agree=self.parallel.agree_on_signal
+                                   if self.parallel.is_distributed else None)
 
     def save_checkpoint(self, checkpoint_path: Path | None) -> None:
         """SAELens's (activation-store state and runner config), into a folder created if needed."""
@@ -313,53 +286,6 @@ class WeightedSAETrainingRunner(LanguageModelSAETrainingRunner):
         self.token_filter.record_in(self.sae)
         if self.parallel.is_distributed:
             self.sae.cfg.metadata[WORLD_SIZE_KEY] = self.parallel.world_size
-
-
-class TrainingInterrupted(InterruptedException):
-    """Training stopped by SIGINT/SIGTERM after writing a complete checkpoint (``checkpoint``; ``None``
-    when the config has no ``checkpoint_path``). ``exit_code`` is the shell's 128 + signal number."""
-
-    def __init__(self, signum: int, checkpoint: Path | None, n_training_samples: int, training_tokens: int) -> None:
-        self.signum = signum
-        self.checkpoint = checkpoint
-        self.n_training_samples = n_training_samples
-        self.training_tokens = training_tokens
-        where = f"Interrupted ({signal.Signals(signum).name}) at {n_training_samples:,} of {training_tokens:,} training tokens"
-        if checkpoint is None:
-            message = f"{where}; no checkpoint_path is set, so nothing was saved."
-        else:
-            message = (f"{where}; checkpoint written to {checkpoint}. "
-                       f"Resume with resume_from_checkpoint: {checkpoint} in the config.")
-        super().__init__(message)
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
-
-
-class _StopOnSignal:
-    """The trainer's data provider, raising ``InterruptedException`` once a signal was received: the
-    trainer asks for a batch only between steps, so training stops on a step boundary. Data-parallel, the
-    ranks agree first (a max over the ranks of the signal number), so every rank stops at the same step;
-    ``signum`` is then the signal that stopped them."""
-
-    def __init__(self, provider: Any, received: list[int], parallel: DataParallel | None = None) -> None:
-        self.provider = provider
-        self.received = received
-        self.parallel = parallel or DataParallel()
-        self.signum = 0
-
-    def __iter__(self) -> _StopOnSignal:
-        return self
-
-    def __next__(self) -> Any:
-        signum = self.received[0] if self.received else 0
-        if self.parallel.is_distributed:
-            signum = int(self.parallel.max_(torch.tensor([signum]))[0])
-        if signum:
-            self.signum = signum
-            raise InterruptedException()
-        return next(self.provider)
 
 
 def restore_token_filter(token_filter: TokenFilter, checkpoint: str | Path) -> None:

@@ -65,6 +65,10 @@ class DataParallel:
         """In place: the element-wise maximum over the ranks."""
         return self._reduce(tensor, dist.ReduceOp.MAX)
 
+    def agree_on_signal(self, signum: int) -> int:
+        """The largest signal number any rank received (0: none); every rank calls it before each step."""
+        return int(self.max_(torch.tensor([signum]))[0])
+
     def broadcast_(self, tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
         """In place: rank ``src``'s values on every rank."""
         if not self.is_distributed:

@@ -29,6 +29,7 @@ from wsae_lens.estimators.semantic_consistency import (
     abs_quantile_thresholds,
     SemanticConsistency,
     SemanticConsistencyCounter,
+    SemanticConsistencyStream,
     estimate_semantic_consistency,
     latent_semantic_consistency,
 )
@@ -105,6 +106,7 @@ __all__ = [
     "validate_weighting_options",
     "SemanticConsistency",
     "SemanticConsistencyCounter",
+    "SemanticConsistencyStream",
     "estimate_semantic_consistency",
     "latent_semantic_consistency",
     "DEFAULT_GAMMA_FLOOR",

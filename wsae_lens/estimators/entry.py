@@ -88,3 +88,72 @@ def estimate_sae_gamma(
     )
     sae.set_gamma(estimate.gamma, weighting=cfg.weighting, alpha=cfg.weighting_alpha, tokens=estimate.tokens)
     return estimate
+
+
+class SAEGammaStream:
+    """Push-based :func:`estimate_sae_gamma` for one SAE, so that one pass over the data feeds many SAEs.
+
+    ``update(batch)`` takes already-filtered :class:`~wsae_lens.activations.ActivationBatch` es (token ids
+    as labels) and keeps the first ``budget`` = :func:`weighting_token_budget` tokens (the last batch is
+    cut, as :func:`~wsae_lens.activations.iter_activation_batches` cuts it); ``done`` says when the
+    budget is read; ``finish()`` turns the scores into Γ (``scores_to_gamma`` with the SAE's options) and
+    stores it with ``set_gamma``. On the same batches the result equals :func:`estimate_sae_gamma`'s.
+    ``merge_ranks``: all-reduce the variance moments over ``torch.distributed`` ranks (every rank must
+    then call ``finish`` in the same order), as :func:`~wsae_lens.estimators.estimate_variance` does.
+    """
+
+    def __init__(self, sae: Any, training_tokens: int | None = None, *, merge_ranks: bool = True) -> None:
+        from wsae_lens.estimators import SemanticConsistencyStream, StreamingMoments, validate_weighting_options
+
+        cfg = sae.cfg
+        options = weighting_options(cfg)
+        validate_weighting_options(alpha=cfg.weighting_alpha, allow_negative_alpha=options["allow_negative_alpha"],
+                                   transform=options["transform"], active_quantile=options["active_quantile"])
+        self.sae = sae
+        self.budget = weighting_token_budget(int(cfg.weighting_tokens), training_tokens)
+        self.tokens = 0
+        self.merge_ranks = merge_ranks
+        if cfg.weighting == "variance":
+            self.accumulator: Any = StreamingMoments()
+        elif cfg.weighting == "semantic_consistency":
+            self.accumulator = SemanticConsistencyStream(active_quantile=options["active_quantile"])
+        else:
+            raise ValueError(f"weighting={cfg.weighting!r} is not estimated from activations.")
+
+    @property
+    def done(self) -> bool:
+        return self.tokens >= self.budget
+
+    def update(self, batch: Any) -> None:
+        """Add the next filtered batch (ignored once the budget is read)."""
+        remaining = self.budget - self.tokens
+        if remaining <= 0:
+            return
+        activations, labels = batch
+        if activations.shape[0] > remaining:
+            activations = activations[:remaining]
+            labels = None if labels is None else labels[:remaining]
+        if self.sae.cfg.weighting == "variance":
+            self.accumulator.update(activations)
+        else:
+            if labels is None:
+                raise ValueError("semantic consistency needs token ids as labels; the batches have none.")
+            self.accumulator.update(activations, labels)
+        self.tokens += activations.shape[0]
+
+    def finish(self) -> torch.Tensor:
+        """Γ from the tokens read, stored into the SAE (``weighting_tokens`` records the count)."""
+        from wsae_lens.estimators import scores_to_gamma
+
+        cfg = self.sae.cfg
+        if cfg.weighting == "variance":
+            if self.merge_ranks:
+                self.accumulator.all_reduce()
+            scores = self.accumulator.variance()
+        else:
+            scores = torch.nan_to_num(self.accumulator.result().scores, nan=0.0)
+        options = weighting_options(cfg)
+        gamma = scores_to_gamma(scores, alpha=cfg.weighting_alpha, transform=options["transform"],
+                                allow_negative_alpha=options["allow_negative_alpha"])
+        self.sae.set_gamma(gamma, weighting=cfg.weighting, alpha=cfg.weighting_alpha, tokens=self.tokens)
+        return self.sae.gamma

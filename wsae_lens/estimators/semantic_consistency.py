@@ -35,7 +35,6 @@ chunks of at most ``max_pairs`` candidate (token, dimension) pairs. The dense ta
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -296,6 +295,64 @@ def _labelled_batches(source: Any, max_tokens: int | None, hook_name: str | None
         yield index, batch
 
 
+class SemanticConsistencyStream:
+    """Push-based :func:`estimate_semantic_consistency`: ``update(activations, labels)`` per batch, then
+    ``result()``. With ``active_quantile`` the first ``calibration_tokens`` tokens are buffered until τ
+    is fixed (or until ``result()`` when the stream is shorter), exactly as the pull-based function."""
+
+    def __init__(
+        self,
+        *,
+        threshold: float = DEFAULT_ACTIVE_THRESHOLD,
+        active_quantile: float | None = None,
+        calibration_tokens: int | None = DEFAULT_CALIBRATION_TOKENS,
+        num_labels: int | None = None,
+        **counter_kwargs: Any,
+    ) -> None:
+        if active_quantile is not None and not (0.0 < active_quantile < 1.0):
+            raise ValueError(f"active_quantile must lie in (0, 1) or be None, got {active_quantile}.")
+        if calibration_tokens is not None and calibration_tokens < 1:
+            raise ValueError(f"calibration_tokens must be >= 1 or None (all tokens), got {calibration_tokens}.")
+        self.active_quantile = active_quantile
+        self.calibration_tokens = calibration_tokens
+        self.counter_options = dict(threshold=threshold, num_labels=num_labels, **counter_kwargs)
+        self.pending: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+        self.buffered = 0
+        self.n_batches = 0
+        self.counter = SemanticConsistencyCounter(**self.counter_options) if active_quantile is None else None
+
+    def update(self, activations: torch.Tensor, labels: torch.Tensor, batch_index: int | None = None) -> None:
+        """Count one batch (buffered while τ is still being calibrated)."""
+        index = self.n_batches if batch_index is None else batch_index
+        self.n_batches += 1
+        if self.counter is not None:
+            self.counter.update(activations, labels, batch_index=index)
+            return
+        self.pending.append((index, activations, labels))
+        self.buffered += activations.reshape(-1, activations.shape[-1]).shape[0]
+        if self.calibration_tokens is not None and self.buffered >= self.calibration_tokens:
+            self._calibrate()
+
+    def _calibrate(self) -> None:
+        """Fix τ on the buffered tokens, then count the buffered batches, releasing each."""
+        if not self.pending:
+            raise ValueError("semantic consistency needs at least one token but the stream was empty.")
+        assert self.active_quantile is not None
+        calibration = torch.cat([a.reshape(-1, a.shape[-1]).detach().cpu() for _, a, _ in self.pending])
+        thresholds = abs_quantile_thresholds(calibration[: self.calibration_tokens], self.active_quantile)
+        del calibration
+        self.counter = SemanticConsistencyCounter(thresholds=thresholds, **self.counter_options)
+        while self.pending:
+            index, activations, labels = self.pending.pop(0)
+            self.counter.update(activations, labels, batch_index=index)
+
+    def result(self) -> SemanticConsistency:
+        if self.counter is None:
+            self._calibrate()
+        assert self.counter is not None
+        return self.counter.result()
+
+
 def estimate_semantic_consistency(
     source: Any,
     *,
@@ -313,38 +370,14 @@ def estimate_semantic_consistency(
     ``active_quantile=None`` uses the norm-ratio rule with ε = ``threshold``; a q in (0, 1) uses the
     own-quantile rule, τ computed on the first ``calibration_tokens`` tokens (None: all tokens, exact).
     """
-    if active_quantile is not None and not (0.0 < active_quantile < 1.0):
-        raise ValueError(f"active_quantile must lie in (0, 1) or be None, got {active_quantile}.")
-    if calibration_tokens is not None and calibration_tokens < 1:
-        raise ValueError(f"calibration_tokens must be >= 1 or None (all tokens), got {calibration_tokens}.")
+    stream = SemanticConsistencyStream(threshold=threshold, active_quantile=active_quantile,
+                                       calibration_tokens=calibration_tokens, num_labels=num_labels, **counter_kwargs)
     bar = tqdm(total=max_tokens, desc="Estimating semantic consistency", unit="tok", disable=not progress)
-    batches = _labelled_batches(source, max_tokens, hook_name)
-    pending: list[tuple[int, Any]] = []
-    thresholds = None
-    if active_quantile is not None:  # buffer the calibration tokens, then fix τ
-        buffered = 0
-        for index, batch in batches:
-            pending.append((index, batch))
-            buffered += batch.activations.reshape(-1, batch.activations.shape[-1]).shape[0]
-            if calibration_tokens is not None and buffered >= calibration_tokens:
-                break
-        if not pending:
-            raise ValueError("semantic consistency needs at least one token but the stream was empty.")
-        calibration = torch.cat([b.activations.reshape(-1, b.activations.shape[-1]).detach().cpu() for _, b in pending])
-        thresholds = abs_quantile_thresholds(calibration[:calibration_tokens], active_quantile)
-        del calibration
-    counter = SemanticConsistencyCounter(
-        threshold=threshold, num_labels=num_labels, thresholds=thresholds, **counter_kwargs
-    )
-    def drain() -> Any:  # hand the buffered batches over one by one, releasing each
-        while pending:
-            yield pending.pop(0)
-
-    for index, batch in itertools.chain(drain(), batches):
-        counter.update(batch.activations, batch.labels, batch_index=index)
+    for index, batch in _labelled_batches(source, max_tokens, hook_name):
+        stream.update(batch.activations, batch.labels, batch_index=index)
         bar.update(batch.activations.shape[0])
     bar.close()
-    return counter.result()
+    return stream.result()
 
 
 @torch.no_grad()

@@ -193,19 +193,33 @@ def load_runner_config(
         raise ValueError(f"{name} needs an `sae:` mapping with an `architecture:` field (e.g. weighted_topk).")
     outlier_norm_ratio = cfg.pop("outlier_norm_ratio", DEFAULT_OUTLIER_NORM_RATIO)
     cfg.setdefault("logger", {"log_to_wandb": False})
-    filled: dict[str, Any] = {}
-    if require_sae:
-        batch = int(cfg.get("train_batch_size_tokens", 4096))
-        steps = max(1, int(cfg.get("training_tokens", 2_000_000)) // batch)
-        filled = {"dead_feature_window": max(1, -(-DEAD_AFTER_TOKENS // batch)),
-                  "lr_warm_up_steps": int(LR_WARM_UP_FRACTION * steps)}
-        filled = {key: value for key, value in filled.items() if key not in cfg}
-        cfg.update(filled)
+    filled = fill_short_budget_defaults(cfg) if require_sae else {}
 
     if require_sae:
         from sae_lens import LanguageModelSAERunnerConfig
 
         LanguageModelSAERunnerConfig.from_dict(cfg)  # validate every field before loading a model
+    model, dataset = load_model_and_dataset(cfg, load_hub_model=load_hub_model)
+    if dataset is not None:
+        cfg["is_dataset_tokenized"] = True
+    return RunnerInputs(cfg, model, dataset, outlier_norm_ratio, filled)
+
+
+def fill_short_budget_defaults(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Set ``dead_feature_window`` (:data:`DEAD_AFTER_TOKENS` / ``train_batch_size_tokens`` steps) and
+    ``lr_warm_up_steps`` (:data:`LR_WARM_UP_FRACTION` of the steps) where ``cfg`` leaves them unset; returns them."""
+    batch = int(cfg.get("train_batch_size_tokens", 4096))
+    steps = max(1, int(cfg.get("training_tokens", 2_000_000)) // batch)
+    filled = {"dead_feature_window": max(1, -(-DEAD_AFTER_TOKENS // batch)),
+              "lr_warm_up_steps": int(LR_WARM_UP_FRACTION * steps)}
+    filled = {key: value for key, value in filled.items() if key not in cfg}
+    cfg.update(filled)
+    return filled
+
+
+def load_model_and_dataset(cfg: dict[str, Any], *, load_hub_model: bool = False) -> tuple[Any | None, Any | None]:
+    """The embedded model / corpus a config names (``None`` for hub names, which SAELens loads itself, unless
+    ``load_hub_model``)."""
     model = dataset = None
     context_size = int(cfg.get("context_size") or 128)
     device = cfg.get("device", "cpu")
@@ -217,8 +231,50 @@ def load_runner_config(
         tokenizer = model.tokenizer if model is not None else _hub_tokenizer(cfg)
         dataset = load_text_dataset(cfg["dataset_path"], tokenizer, context_size=context_size,
                                     seed=int(cfg.get("seed", 0)))
-        cfg["is_dataset_tokenized"] = True
-    return RunnerInputs(cfg, model, dataset, outlier_norm_ratio, filled)
+    return model, dataset
+
+
+@dataclass
+class MultiRunnerInputs:
+    """A multi-SAE config (``saes:``) read by :func:`load_multi_runner_config`: the dict, the embedded
+    model / corpus (``None`` for hub names) and the short-budget defaults that were filled in."""
+
+    config: dict[str, Any]
+    model: Any | None
+    dataset: Any | None
+    filled_defaults: dict[str, Any]
+    source: str = "the config"
+
+    def runner_config(self) -> Any:
+        from wsae_lens.multi import multi_config_from_dict
+
+        return multi_config_from_dict(self.config, self.source)
+
+    def runner(self, **kwargs: Any) -> Any:
+        """A :class:`~wsae_lens.multi.WeightedMultiSAETrainingRunner` for this config."""
+        from wsae_lens.multi import WeightedMultiSAETrainingRunner
+
+        return WeightedMultiSAETrainingRunner(self.runner_config(), override_dataset=self.dataset,
+                                              override_model=self.model, **kwargs)
+
+
+def is_multi_sae_config(cfg: dict[str, Any]) -> bool:
+    """True for configs that list several SAEs under ``saes:``."""
+    return "saes" in cfg
+
+
+def load_multi_runner_config(source: str | Path | dict[str, Any]) -> MultiRunnerInputs:
+    """A multi-SAE config (YAML path or dict with ``saes:``; not mutated), validated before any model is
+    loaded, with the embedded model / corpus and the short-budget defaults of :func:`load_runner_config`."""
+    from wsae_lens.multi import multi_config_from_dict
+
+    cfg = copy.deepcopy(read_config_file(source) if isinstance(source, (str, Path)) else source)
+    name = str(source) if isinstance(source, (str, Path)) else "the config"
+    cfg.setdefault("logger", {"log_to_wandb": False})
+    filled = fill_short_budget_defaults(cfg)
+    multi_config_from_dict(cfg, name)  # validate every field before loading a model
+    model, dataset = load_model_and_dataset(cfg)
+    return MultiRunnerInputs(cfg, model, dataset, filled, name)
 
 
 def _hub_tokenizer(cfg: dict[str, Any]) -> Any:
