@@ -3,8 +3,9 @@
 runs (each with its own model forward), in one run on the same model, corpus, hook and budget.
 
 Each SAE is a weighted TopK SAE with its own α (0, 0.5, 1, …: an α sweep), Γ estimated over
-``--weighting-tokens`` tokens and b_dec set from the data, as ``wsae-lens train`` would run it; the times are
-end to end (set-up passes included, model loading excluded). Throughput counts every SAE's training tokens:
+``--weighting-tokens`` tokens, as ``wsae-lens train`` would run it; b_dec starts at 0 on both sides (its
+16,384-token set-up pass would otherwise be paid N times by the separate runs and inflate the ratio). The
+times are end to end (Γ pass included, model loading excluded). Throughput counts every SAE's training tokens:
 
     tokens/s = N × training_tokens / wall seconds,    speed-up = separate wall / one-pass wall.
 
@@ -59,7 +60,8 @@ def separate_runs(args: argparse.Namespace, model: Any, dataset: Any) -> float:
             fields = runner_fields(args, Path(tmp))
             fields["is_dataset_tokenized"] = True
             cfg = LanguageModelSAERunnerConfig.from_dict({**fields, "sae": sae_fields(args, index)})
-            runner = WeightedSAETrainingRunner(cfg, override_model=model, override_dataset=dataset)
+            runner = WeightedSAETrainingRunner(cfg, override_model=model, override_dataset=dataset,
+                                               init_b_dec_from_data=False)
             start = time.perf_counter()
             runner.run()
             total += time.perf_counter() - start
@@ -70,6 +72,7 @@ def one_pass(args: argparse.Namespace, model: Any, dataset: Any) -> float:
     """Wall seconds of one multi-SAE run training the same N SAEs."""
     with tempfile.TemporaryDirectory() as tmp:
         fields = runner_fields(args, Path(tmp))
+        fields["init_b_dec_from_data"] = False
         fields["saes"] = {f"alpha_{i / 2:g}": sae_fields(args, i) for i in range(args.n_saes)}
         runner = WeightedMultiSAETrainingRunner(multi_config_from_dict(fields), override_model=model,
                                                 override_dataset=dataset)

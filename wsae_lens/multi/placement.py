@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 
 from wsae_lens.distributed import DistributedContext
+from wsae_lens.distributed.collectives import DataParallel
 
 
 @dataclass(frozen=True)
@@ -103,11 +104,7 @@ class SAEPlacement:
 
     def agree(self, signum: int) -> int:
         """The largest signal number any rank received (0: none); called by every rank before each step."""
-        if not self.distributed:
-            return signum
-        flag = torch.tensor([signum], device=self._collective_device())
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return int(flag.item())
+        return DataParallel(self.context).agree_on_signal(signum)
 
     def max_over_ranks(self, values: torch.Tensor) -> torch.Tensor:
         """Element-wise maximum of an integer tensor over the ranks (itself in one process)."""

@@ -69,7 +69,7 @@ def prepare_multi_training(runner: Any) -> None:
     resume = runner.cfg.resume_from_checkpoint
     if resume is not None:
         restore_gammas(saes, resume)
-    streams = {name: SAEGammaStream(sae, int(runner.cfg.training_tokens), merge_ranks=False)
+    streams = {name: SAEGammaStream(sae, int(runner.cfg.training_tokens), merge_ranks=False)  # an owner sees the global stream
                for name, sae in saes.items() if needs_gamma(sae)}
     b_dec = [name for name in saes if resume is None and runner.init_b_dec_from_data]
     hooks = placement.hooks
