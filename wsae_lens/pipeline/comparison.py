@@ -61,8 +61,9 @@ DEFAULT_ARMS: tuple[Arm, ...] = (
     # SAELens's TopK loss exactly (Γ = 1), on wsae_lens's sparse training path: 3.5× SAELens's dense TopK step
     # at 576 × 4,608, k 32 (tests/architectures/test_sparse_topk.py checks the two agree)
     Arm("topk", "weighted_topk", {"weighting": "uniform"}),
-    # the setting the evidence supports best: Var^0.5 (the toy; Var^1 puts 46% of Σγ² on one dimension here)
-    Arm("weighted_topk", "weighted_topk", {"weighting": "variance", "weighting_alpha": 0.5}),
+    # the setting the real-model sweep supports best: rank(Var)^1, the only Γ whose semantic-consistency gain
+    # beats lowering k at the same explained-variance cost (docs/real-models.md#does-weighting-help-on-smollm2)
+    Arm("weighted_topk", "weighted_topk", {"weighting": "variance", "weighting_transform": "rank", "weighting_alpha": 1.0}),
 )
 
 

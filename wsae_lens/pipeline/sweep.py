@@ -118,11 +118,6 @@ def sweep_table(summary: dict[str, dict[str, dict[str, float]]]) -> str:
 
 def write_sweep_report(result: ComparisonResult, output_dir: str | Path) -> Path:
     """``sweep.json``, ``sweep.md`` (the table) and ``pareto.png`` into ``output_dir``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out = Path(output_dir)
     summary = summarise(result)
     (out / "sweep.json").write_text(json.dumps({"summary": summary, "metrics": result.metrics,
@@ -133,20 +128,41 @@ def write_sweep_report(result: ComparisonResult, output_dir: str | Path) -> Path
         f"hook `{result.hook_name}`; token filter dropped {result.filtered['special']:,} special and "
         f"{result.filtered['outliers']:,} outlier tokens of {result.filtered['seen']:,}; mean ± std over seeds; "
         f"Δ = paired difference to the uniform SAE of the same seed.\n\n{table}\n")
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    plot_pareto(summary, out / "pareto.png")
+    return out
+
+
+def plot_pareto(summary: dict[str, dict[str, dict[str, float]]], path: str | Path) -> None:
+    """Latent semantic consistency against explained variance and CE-loss score, mean ± std over seeds:
+    one colour and marker per weighting (the setting's name before ``_a``), its α written beside each point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    families = list(dict.fromkeys(setting.rsplit("_a", 1)[0] for setting in
+                                  sorted(summary, key=lambda s: (s != UNIFORM, s))))
+    markers = "os^DvPX*"
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     for ax, x_key, x_label in ((axes[0], "explained_variance", "explained variance (held-out, unweighted)"),
                                (axes[1], "ce_loss_score", "CE-loss score")):
-        for index, setting in enumerate(sorted(summary, key=lambda s: (s != UNIFORM, s))):
+        labelled: set[str] = set()
+        for setting in summary:
+            family, _, alpha = setting.rpartition("_a") if "_a" in setting else (setting, "", "")
+            index = families.index(family)
             x, y = summary[setting][x_key], summary[setting]["semantic_consistency"]
-            ax.errorbar(x["mean"], y["mean"], xerr=x["std"], yerr=y["std"], fmt="o", color=f"C{index}", label=setting)
+            ax.errorbar(x["mean"], y["mean"], xerr=x["std"], yerr=y["std"], fmt=markers[index % len(markers)],
+                        color=f"C{index}", label=None if family in labelled else family)
+            labelled.add(family)
+            if alpha:
+                ax.annotate(f"α={alpha}", (x["mean"], y["mean"]), textcoords="offset points", xytext=(4, 3), fontsize=7)
         ax.set_xlabel(x_label)
         ax.set_ylabel("latent semantic consistency")
-    axes[1].legend(fontsize=7, loc="best")
+    axes[1].legend(fontsize=8, loc="best")
     fig.suptitle("Reconstruction vs interpretability, mean ± std over seeds")
     fig.tight_layout()
-    fig.savefig(out / "pareto.png", dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    return out
 
 
 def run_sweep(cfg: SweepConfig, model: Any | None = None) -> tuple[ComparisonResult, dict[str, Any]]:
@@ -156,4 +172,4 @@ def run_sweep(cfg: SweepConfig, model: Any | None = None) -> tuple[ComparisonRes
     return result, summarise(result)
 
 
-__all__ = ["SweepConfig", "run_sweep", "summarise", "sweep_table", "write_sweep_report"]
+__all__ = ["SweepConfig", "plot_pareto", "run_sweep", "summarise", "sweep_table", "write_sweep_report"]
