@@ -154,7 +154,7 @@ def plot_pareto(summary: dict[str, dict[str, dict[str, float]]], path: str | Pat
             ax.errorbar(x["mean"], y["mean"], xerr=x["std"], yerr=y["std"], fmt=markers[index % len(markers)],
                         color=f"C{index}", label=None if family in labelled else family)
             labelled.add(family)
-            if alpha:
+            if alpha and float(alpha) != 0:
                 ax.annotate(f"α={alpha}", (x["mean"], y["mean"]), textcoords="offset points", xytext=(4, 3), fontsize=7)
         ax.set_xlabel(x_label)
         ax.set_ylabel("latent semantic consistency")
