@@ -59,7 +59,8 @@ def record_trainer_inputs(monkeypatch) -> dict[int, dict[str, Any]]:
     step = SAETrainer.step
 
     def recording_step(self, batch):
-        record = records.setdefault(id(self), {"sae": self.sae, "batches": []})
+        # the record holds the trainer, so its id cannot be reused by a later trainer (train_alone's)
+        record = records.setdefault(id(self), {"trainer": self, "sae": self.sae, "batches": []})
         if not record["batches"]:
             record["initial"] = {k: v.detach().clone() for k, v in self.sae.state_dict().items()}
         record["batches"].append(batch.detach().clone())

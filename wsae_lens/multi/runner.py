@@ -163,6 +163,16 @@ class WeightedMultiSAETrainingRunner(MultiSAETrainingRunner):
         for name, sae in self.saes.items():
             self.token_filters[self.cfg.hook_names_per_sae[name]].record_in(sae)
 
+    def _save_final_outputs(self, saes: dict[str, Any], trainer: Any) -> None:
+        """SAELens's (this rank's SAEs, then ``runner_cfg.json``); under ``distribute_saes`` rank 0 writes
+        last, after every other rank, so the shared ``runner_cfg.json`` is rank 0's whole file."""
+        main = self.placement.context.is_main
+        if self.placement.distributed and main:
+            dist.barrier()
+        super()._save_final_outputs(saes, trainer)
+        if self.placement.distributed and not main:
+            dist.barrier()
+
     def _save_runner_checkpoint_files(self, checkpoint_path: Path | None) -> None:
         """The store position (one file per rank under ``distribute_saes``) and, from rank 0, the full config."""
         if checkpoint_path is None:
