@@ -10,7 +10,7 @@ import torch
 from sae_lens.registry import get_sae_training_class
 from sae_lens.training.sae_trainer import SAETrainer
 
-from tests.conftest import CONTEXT_SIZE
+from tests.conftest import tiny_runner_config_dict
 
 RESID_POST = "blocks.0.hook_resid_post"
 RESID_MID = "blocks.0.hook_resid_mid"
@@ -29,24 +29,13 @@ SAES: dict[str, dict[str, Any]] = {
 
 
 def multi_config_dict(tmp_path, saes: dict[str, dict[str, Any]] | None = None, **runner_fields: Any) -> dict[str, Any]:
-    """A multi-SAE config for the tiny byte model (SAEs default to d_in 16, d_sae 64, hook resid_post)."""
+    """A multi-SAE config for the tiny byte model (SAEs default to d_in 16, d_sae 64, hook resid_post): the
+    single-SAE test config's runner fields, 1,024 training tokens, no periodic checkpoints."""
     saes = copy.deepcopy(SAES if saes is None else saes)
+    runner = {key: value for key, value in tiny_runner_config_dict(tmp_path).items() if key not in ("sae", "verbose", "is_dataset_tokenized")}
     return {
-        "model_name": "tiny-byte-transformer",
-        "hook_name": RESID_POST,
-        "dataset_path": "pydoc-topics-bytes",
-        "streaming": False,
-        "context_size": CONTEXT_SIZE,
-        "prepend_bos": False,
+        **runner,
         "training_tokens": 1024,
-        "train_batch_size_tokens": 128,
-        "store_batch_size_prompts": 8,
-        "n_batches_in_buffer": 4,
-        "lr": 1e-3,
-        "seed": 0,
-        "logger": {"log_to_wandb": False},
-        "checkpoint_path": str(tmp_path / "checkpoints"),
-        "output_path": str(tmp_path / "output"),
         "n_checkpoints": 0,
         **runner_fields,
         "saes": {name: {"d_in": 16, "d_sae": 64, **fields} for name, fields in saes.items()},

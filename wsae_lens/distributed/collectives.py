@@ -69,6 +69,10 @@ class DataParallel:
         """The largest signal number any rank received (0: none); every rank calls it before each step."""
         return int(self.max_(torch.tensor([signum]))[0])
 
+    def any_rank(self, value: bool) -> bool:
+        """True on every rank when ``value`` is true on any rank."""
+        return bool(self.agree_on_signal(int(value)))
+
     def broadcast_(self, tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
         """In place: rank ``src``'s values on every rank."""
         if not self.is_distributed:

@@ -102,26 +102,10 @@ class SAEPlacement:
                 out[key] = torch.cat([part[: int(table[r, column])] for r, part in enumerate(parts)])
         return out, table
 
-    def agree(self, signum: int) -> int:
-        """The largest signal number any rank received (0: none); called by every rank before each step."""
-        return DataParallel(self.context).agree_on_signal(signum)
-
-    def max_over_ranks(self, values: torch.Tensor) -> torch.Tensor:
-        """Element-wise maximum of an integer tensor over the ranks (itself in one process)."""
-        if not self.context.is_distributed:
-            return values
-        reduced = values.to(self._collective_device())
-        dist.all_reduce(reduced, op=dist.ReduceOp.MAX)
-        return reduced.cpu()
-
-    def any_rank(self, value: bool) -> bool:
-        """True on every rank when ``value`` is true on any rank."""
-        return bool(self.agree(int(value)))
-
-    def _collective_device(self) -> torch.device:
-        if dist.get_backend() == "nccl":
-            return torch.device("cuda", torch.cuda.current_device())
-        return torch.device("cpu")
+    @property
+    def parallel(self) -> DataParallel:
+        """Collectives over this placement's ranks (no-ops in one process)."""
+        return DataParallel(self.context)
 
 
 class ExchangingProvider:

@@ -79,7 +79,7 @@ def prepare_multi_training(runner: Any) -> None:
     for name, stream in streams.items():
         index = hooks.index(placement.hook_names[name])
         need[index] = max(int(need[index]), stream.budget)
-    need = placement.max_over_ranks(need)
+    need = placement.parallel.max_(need)
     unfitted = any(f.median_norm is None and f.outlier_norm_ratio is not None for f in filters.values())
     if int(need.max()) == 0 and not (unfitted and resume is None):
         return

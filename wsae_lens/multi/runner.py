@@ -141,7 +141,7 @@ class WeightedMultiSAETrainingRunner(MultiSAETrainingRunner):
             trainer.data_provider = ExchangingProvider(trainer.data_provider, self.placement)
             self._estimate_scaling_in_lockstep(trainer)
         return fit_with_preemption(trainer, int(self.cfg.training_tokens),
-                                   agree=self.placement.agree if self.placement.distributed else None)
+                                   agree=self.placement.parallel.agree_on_signal if self.placement.distributed else None)
 
     def _estimate_scaling_in_lockstep(self, trainer: Any) -> None:
         """SAELens's trainer reads batches for its norm estimate only when one of its SAEs needs it; across
@@ -150,7 +150,7 @@ class WeightedMultiSAETrainingRunner(MultiSAETrainingRunner):
                     and trainer.trainers[name].activation_scaler.scaling_factor is None
                     and trainer.trainers[name].activation_scaler.whitening is None
                     for name, sae in trainer.saes.items())
-        if not self.placement.any_rank(local):
+        if not self.placement.parallel.any_rank(local):
             return
         if local:
             trainer._estimate_scaling_factors()
